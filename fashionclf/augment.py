@@ -1,0 +1,74 @@
+"""augment: rotated, flipped and scaled variants; each keeps its source image as ``group``."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from .params import AugmentParams
+from .store import load_imageset, save_imageset
+
+
+def random_affine(pixels: np.ndarray, params: AugmentParams, rng) -> np.ndarray:
+    angle = math.radians(rng.uniform(-params.rotation, params.rotation))
+    scale = rng.uniform(*params.scale)
+    flip = rng.random() < params.hflip
+    img = Image.fromarray(pixels)
+    if flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    cx, cy = img.width / 2, img.height / 2
+    a, b = math.cos(angle) / scale, math.sin(angle) / scale
+    d, e = -b, a
+    matrix = (a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    fill = tuple(int(v) for v in border.mean(axis=0).round())
+    out = img.transform(img.size, Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR, fillcolor=fill)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def augment(params: AugmentParams, trainval_dir="data/balance/trainval", out="data/augment"):
+    """Each original once (first copy) plus ``variants`` variants; oversampled copies are all variants."""
+    images, manifest = load_imageset(trainval_dir)
+    rng = np.random.default_rng(params.seed)
+    pool, rows = [], []
+    for i, row in enumerate(tqdm(manifest.itertuples(index=False), total=len(manifest),
+                                 desc="augment", mininterval=1)):
+        n_variants = params.variants + (1 if row.copy > 0 else 0)
+        if row.copy == 0:
+            pool.append(np.asarray(images[i]))
+            rows.append((row.path, row.source_id, row.category, row.copy, 0))
+        for k in range(1, n_variants + 1):
+            pool.append(random_affine(np.asarray(images[i]), params, rng))
+            rows.append((row.path, row.source_id, row.category, row.copy, k))
+    table = pd.DataFrame(rows, columns=["path", "group", "category", "copy", "variant"])
+    save_imageset(out, np.stack(pool), table)
+    return table, np.stack(pool)
+
+
+def plot_samples(images: np.ndarray, table: pd.DataFrame, path, per_category: int = 8) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = sorted(table["category"].unique())
+    fig, axes = plt.subplots(len(categories), per_category, figsize=(per_category * 1.2, len(categories) * 1.35),
+                             squeeze=False)
+    for r, category in enumerate(categories):
+        first_group = table[table["category"] == category]["group"].unique()[: per_category // 2]
+        picks = table.index[table["group"].isin(first_group)][:per_category]
+        for c in range(per_category):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(picks):
+                ax.imshow(images[picks[c]])
+                ax.set_title(f"v{table.at[picks[c], 'variant']}", fontsize=7)
+        axes[r][0].text(-0.1, 0.5, category, transform=axes[r][0].transAxes, ha="right", va="center")
+    fig.suptitle("Augmented training samples (v0 = original; same group = same source image)", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

