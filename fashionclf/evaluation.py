@@ -126,36 +126,35 @@ def load_test_set(ensemble: Ensemble, test_dir="data/balance/test"):
     return ensemble.prepare(images), manifest["category"].map(index).to_numpy()
 
 
-def evaluate_test_set(name: str, batch_size: int, sigma: float, seed: int, split: str,
+def evaluate_test_set(name: str, batch_size: int, sigma: float, seed: int, split: str, curve_sigmas=(),
                       models_dir="models", test_dir="data/balance/test") -> dict:
-    """Write metrics/<split>/<name>.json and plots/confusion/<split>/<name>.{csv,png}."""
+    """Write metrics/<split>/<name>.json, plots/confusion/<split>/<name>.csv and its PNG; with
+    ``curve_sigmas`` also the robustness curve plots/noise_curve/<name>.csv and its PNG."""
     from .store import write_atomic, write_json
     ensemble = Ensemble.load(Path(models_dir) / name)
     x, y = load_test_set(ensemble, test_dir)
-    probs = ensemble.predict_proba(add_noise(x, sigma, seed), batch_size)
-    report = classification_metrics(y, probs, ensemble.categories)
+    probs_at = {}
+
+    def probs(s):
+        if s not in probs_at:  # each noise level is predicted once, shared by the metrics and the curve
+            probs_at[s] = ensemble.predict_proba(add_noise(x, s, seed), batch_size)
+        return probs_at[s]
+
+    report = classification_metrics(y, probs(sigma), ensemble.categories)
     if split == "test_noise":
         report["sigma"] = sigma
-    table = confusion_table(y, probs.argmax(1), ensemble.categories)
+    table = confusion_table(y, probs(sigma).argmax(1), ensemble.categories)
     write_atomic(f"plots/confusion/{split}/{name}.csv", table.to_csv(index=False))
     title = f"{name}: {split.replace('_', ' ')}" + (f" (sigma {sigma})" if sigma else "")
     plot_confusion(table, ensemble.categories, f"{title}, accuracy {report['accuracy']:.2%}",
                    f"plots/png/confusion_{split}/{name}.png")
     write_json(f"metrics/{split}/{name}.json", report)
+    if curve_sigmas:
+        rows = []
+        for s in curve_sigmas:
+            m = classification_metrics(y, probs(s), ensemble.categories)
+            rows.append({"sigma": s, "accuracy": m["accuracy"], "f1": m["f1"], "map": m["map"]})
+        curve = pd.DataFrame(rows)
+        write_atomic(f"plots/noise_curve/{name}.csv", curve.to_csv(index=False))
+        plot_noise_curve(curve, f"{name}: robustness to Gaussian noise", f"plots/png/noise_curve/{name}.png")
     return report
-
-
-def noise_curve(name: str, batch_size: int, sigmas, seed: int, models_dir="models",
-                test_dir="data/balance/test") -> pd.DataFrame:
-    from .store import write_atomic
-    ensemble = Ensemble.load(Path(models_dir) / name)
-    x, y = load_test_set(ensemble, test_dir)
-    rows = []
-    for sigma in sigmas:
-        m = classification_metrics(y, ensemble.predict_proba(add_noise(x, sigma, seed), batch_size),
-                                   ensemble.categories)
-        rows.append({"sigma": sigma, "accuracy": m["accuracy"], "f1": m["f1"], "map": m["map"]})
-    curve = pd.DataFrame(rows)
-    write_atomic(f"plots/noise_curve/{name}.csv", curve.to_csv(index=False))
-    plot_noise_curve(curve, f"{name}: robustness to Gaussian noise", f"plots/png/noise_curve/{name}.png")
-    return curve

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .balance import DataError, assert_disjoint
 from .models import build_model, normalization
 from .params import ModelParams, TrainParams
+from .store import atomic_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -42,7 +43,7 @@ def to_tensor(images: np.ndarray, image_size: int) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, S, S) in [0, 1], channels-last (faster convs on CPU)."""
     chunks = []
     for start in range(0, len(images), 2048):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + 2048])).permute(0, 3, 1, 2).float() / 255
+        x = torch.from_numpy(np.array(images[start:start + 2048])).permute(0, 3, 1, 2).float() / 255
         if x.shape[-1] != image_size:
             x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
                               align_corners=False).clamp_(0, 1)
@@ -65,6 +66,7 @@ def light_augment(x: torch.Tensor, noise_sigma: float, gen: torch.Generator) -> 
 
 
 def autocast(device: torch.device):
+    """bf16 mixed precision on CUDA; plain fp32 on CPU (bf16 measured no faster there)."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
@@ -87,6 +89,28 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, device, noise
         total += loss.item() * len(idx)
         seen += len(idx)
     return total / max(seen, 1)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model, x, batch_size, device, limit: int = 1024) -> None:
+    """Recompute BatchNorm running statistics for the current weights ("precise BN").
+
+    Short schedules move the weights faster than the running averages follow; evaluation
+    with stale statistics cost up to 15 points of accuracy here (efficientnet_lite0).
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for start in range(0, min(len(x), limit), batch_size):
+        with autocast(device):
+            model(x[start:start + batch_size].to(device, non_blocking=True))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 @torch.no_grad()
@@ -143,11 +167,13 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
         state = saved["state"]
     while state["epoch"] < model_params.epochs and state["bad_epochs"] < train.patience:
         lr = scheduler.get_last_lr()[0]
         train_loss = train_one_epoch(model, optimizer, scheduler, x_train, y_train, train.batch_size,
                                      device, train.noise_aug_sigma, gen)
+        recalibrate_batchnorm(model, x_train, 64, device)
         val_loss, val_acc = evaluate(model, x_val, y_val, 256, device)
         state["epoch"] += 1
         state["history"].append({"fold": fold, "epoch": state["epoch"], "lr": lr, "train_loss": train_loss,
@@ -161,7 +187,8 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
             resume_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = resume_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "generator": gen.get_state(), "state": state}, tmp)
+                        "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
+                        "torch_rng": torch.get_rng_state(), "state": state}, tmp)
             os.replace(tmp, resume_path)
     model.load_state_dict(state["best_state"])
     return model.cpu(), state
@@ -176,7 +203,7 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
     splits = grouped_folds(labels, groups, train.folds, train.seed)
     device = pick_device(train.device)
     x = to_tensor(images, model_params.image_size)
-    y = torch.from_numpy(labels).long()
+    y = torch.from_numpy(labels.copy()).long()
     mean, std = normalization(model_params.name)
     preprocessing = {"canvas_size": int(images.shape[1]), "image_size": model_params.image_size,
                      "input": "RGB float in [0, 1], letterboxed to canvas_size then resized to image_size",
@@ -185,25 +212,26 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
                       hashlib.sha1(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes()).hexdigest())
     folds, history = [], []
     started = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for k, (train_idx, val_idx) in enumerate(tqdm(splits, desc=f"cv {model_params.name}")):
-        resume = resume_dir / key / f"fold{k}.pt" if resume_dir else None
-        t_idx, v_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
-        model, state = train_fold(model_params, train, categories, x[t_idx], y[t_idx], x[v_idx], y[v_idx],
-                                  k, device, resume)
-        torch.save({"model_name": model_params.name, "state_dict": model.state_dict(),
-                    "categories": categories, "preprocessing": preprocessing,
-                    "params": {"model": asdict(model_params), "train": asdict(train) | {"models": None}},
-                    "fold": k, "epoch": state["best_epoch"], "val_loss": state["best_loss"],
-                    "history": state["history"]}, out_dir / f"fold{k}.pt")
-        folds.append({"val_loss": state["best_loss"], "val_accuracy": state["best_accuracy"],
-                      "epochs": state["epoch"]})
-        history.extend(state["history"])
+    with atomic_dir(out_dir) as tmp:  # the fold checkpoints appear together or not at all
+        for k, (train_idx, val_idx) in enumerate(tqdm(splits, desc=f"cv {model_params.name}")):
+            resume = resume_dir / key / f"fold{k}.pt" if resume_dir else None
+            t_idx, v_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+            model, state = train_fold(model_params, train, categories, x[t_idx], y[t_idx], x[v_idx], y[v_idx],
+                                      k, device, resume)
+            torch.save({"model_name": model_params.name, "state_dict": model.state_dict(),
+                        "categories": categories, "preprocessing": preprocessing,
+                        "params": {"model": asdict(model_params), "train": asdict(train) | {"models": None}},
+                        "fold": k, "epoch": state["best_epoch"], "val_loss": state["best_loss"],
+                        "history": state["history"]}, tmp / f"fold{k}.pt")
+            folds.append({"val_loss": round(state["best_loss"], 6), "val_accuracy": round(state["best_accuracy"], 6),
+                          "epochs": state["epoch"]})
+            history.extend(state["history"])
+        seconds = time.perf_counter() - started
+        (tmp / "train_info.json").write_text(json.dumps({"seconds": round(seconds, 1), "device": str(device)}))
     if resume_dir and (resume_dir / key).is_dir():
         for f in (resume_dir / key).iterdir():
             f.unlink()
         (resume_dir / key).rmdir()
-    metrics = {"avg_val_loss": float(np.mean([f["val_loss"] for f in folds])),
-               "best_fold_loss": float(min(f["val_loss"] for f in folds)), "folds": folds}
-    return {"metrics": metrics, "history": history, "seconds": time.perf_counter() - started,
-            "device": str(device)}
+    metrics = {"avg_val_loss": round(float(np.mean([f["val_loss"] for f in folds])), 6),
+               "best_fold_loss": min(f["val_loss"] for f in folds), "folds": folds}
+    return {"metrics": metrics, "history": history, "seconds": seconds}

@@ -14,6 +14,7 @@ def main():
     summary = collect(models)
     best = best_model(summary)
     write_json("metrics/summary.json", {"best_model": best, "models": summary})
+    write_json("reports/best_model.json", {"best_model": best, "chosen_by": "clean-test macro F1"})
     write_atomic("reports/summary.md", summary_markdown(summary, best))
     timing = measure_timing(models)
     write_json("reports/timing.json", timing)

@@ -19,8 +19,6 @@ def main():
     model_params = train.model(name)
     images, manifest = load_imageset("data/augment")
     result = cross_validate(model_params, train, images, manifest, Path("models") / name, RESUME_DIR / name)
-    write_json(Path("models") / name / "train_info.json",
-               {"seconds": round(result["seconds"], 1), "device": result["device"]})
     write_json(f"metrics/cv/{name}.json", result["metrics"])
     curves = pd.DataFrame(result["history"]).round(6)
     write_atomic(f"plots/train/{name}.csv", curves.to_csv(index=False))

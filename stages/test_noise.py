@@ -4,14 +4,14 @@ import sys
 
 from fashionclf import params
 from fashionclf.cli import stage_main
-from fashionclf.evaluation import evaluate_test_set, noise_curve
+from fashionclf.evaluation import evaluate_test_set
 
 
 def main():
     name = sys.argv[1]
     noise, evaluate = params.load("noise"), params.load("evaluate")
-    report = evaluate_test_set(name, evaluate.batch_size, sigma=noise.sigma, seed=noise.seed, split="test_noise")
-    noise_curve(name, evaluate.batch_size, noise.sigmas, noise.seed)
+    report = evaluate_test_set(name, evaluate.batch_size, sigma=noise.sigma, seed=noise.seed, split="test_noise",
+                               curve_sigmas=noise.sigmas)
     print(f"test_noise {name}: sigma {noise.sigma}: accuracy {report['accuracy']:.4f}")
 
 

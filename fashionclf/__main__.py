@@ -1,0 +1,43 @@
+"""The ``fashionclf`` command: gate, predict, readme."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fashionclf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gate = sub.add_parser("gate", help="fail (exit 1) if workspace metrics regressed against a git revision")
+    gate.add_argument("--against", default="HEAD", help="git revision holding the baseline metrics")
+    gate.add_argument("--rules", default="metrics_gate.yaml")
+    gate.add_argument("--all", action="store_true", help="also list metrics without a rule")
+
+    predict = sub.add_parser("predict", help="label new product images with a trained model")
+    predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    predict.add_argument("--out", required=True, help="CSV to write")
+    source = predict.add_mutually_exclusive_group()
+    source.add_argument("--model", help="model name under models/ (default: best in metrics/summary.json)")
+    source.add_argument("--exported", help="a TorchScript model exported by the export stage")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--min-confidence", type=float, default=0.0)
+    predict.add_argument("--workers", type=int, default=2)
+
+    sub.add_parser("readme", help="copy reports/summary.md into README.md between its markers")
+
+    args = parser.parse_args(argv)
+    if args.command == "gate":
+        from .gate import run_gate
+        return run_gate(args.against, args.rules, args.all)
+    if args.command == "predict":
+        from .predict import run_predict
+        return run_predict(args)
+    if args.command == "readme":
+        from .readme import update_readme
+        return update_readme()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Batch labelling of new product images, and the TorchScript export a shop can serve with torch alone.
+
+Preprocessing comes from the checkpoint (canvas size, model input size): the same letterbox as
+clean, then the same resize as training. Decoding runs in DataLoader workers beside the model.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .evaluation import Ensemble
+from .imaging import ImageRejected, decode
+
+NEEDS_REVIEW = "needs_review"
+EXPORT_DIR = Path("models/export")
+
+
+class EnsembleModule(nn.Module):
+    """[N, 3, canvas, canvas] floats in [0, 1] -> mean softmax of the fold models at their input size."""
+
+    def __init__(self, models, image_size: int):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.image_size = image_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              antialias=True, align_corners=False).clamp(0, 1)
+        return torch.stack([torch.softmax(model(x), dim=1) for model in self.models]).mean(0)
+
+
+def export(model_dir: Path | str, out_dir: Path | str = EXPORT_DIR) -> dict:
+    ensemble = Ensemble.load(model_dir)
+    module = EnsembleModule(ensemble.models, ensemble.preprocessing["image_size"]).eval()
+    canvas = ensemble.preprocessing["canvas_size"]
+    example = torch.rand(2, 3, canvas, canvas)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    traced.save(str(out_dir / "model.pt"))
+    labels = {"model": ensemble.name, "folds": len(ensemble.models), "categories": ensemble.categories,
+              "preprocessing": ensemble.preprocessing}
+    (out_dir / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
+    return labels
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def list_inputs(inputs) -> list[Path]:
+    """Files named directly, plus every file below named folders (recursively, sorted)."""
+    found = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+        else:
+            found.append(path)
+    return found
+
+
+class DecodedImages(torch.utils.data.Dataset):
+    def __init__(self, paths, canvas_size: int):
+        self.paths = paths
+        self.canvas_size = canvas_size
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            pixels = decode(self.paths[i], self.canvas_size)
+            return torch.from_numpy(pixels).permute(2, 0, 1), i, ""
+        except ImageRejected as exc:
+            return torch.zeros(3, self.canvas_size, self.canvas_size, dtype=torch.uint8), i, str(exc)
+
+
+class Predictor:
+    """A callable from [N, 3, canvas, canvas] uint8 to probabilities, from a checkpoint or an export."""
+
+    def __init__(self, model: str | None = None, exported: str | None = None, models_dir="models"):
+        if exported:
+            self.module = torch.jit.load(exported, map_location="cpu").eval()
+            labels = json.loads((Path(exported).parent / "labels.json").read_text())
+            self.name = f"{labels['model']} (exported)"
+        else:
+            model = model or best_model_name()
+            ensemble = Ensemble.load(Path(models_dir) / model)
+            self.module = EnsembleModule(ensemble.models, ensemble.preprocessing["image_size"]).eval()
+            labels = {"categories": ensemble.categories, "preprocessing": ensemble.preprocessing}
+            self.name = model
+        self.categories = labels["categories"]
+        self.canvas_size = labels["preprocessing"]["canvas_size"]
+
+    @torch.no_grad()
+    def __call__(self, batch_uint8: torch.Tensor) -> np.ndarray:
+        x = (batch_uint8.float() / 255).contiguous(memory_format=torch.channels_last)
+        return self.module(x).numpy()
+
+
+def best_model_name(best="reports/best_model.json") -> str:
+    """The best model of the last aggregate (by clean-test macro F1)."""
+    path = Path(best)
+    if not path.is_file():
+        raise FileNotFoundError(f"{best} not found: run `dvc repro` first or pass --model")
+    return json.loads(path.read_text())["best_model"]
+
+
+def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2, min_confidence=0.0):
+    """Yield one result dict per path, in input order."""
+    loader = torch.utils.data.DataLoader(DecodedImages(paths, predictor.canvas_size), batch_size=batch_size,
+                                         num_workers=workers, shuffle=False,
+                                         persistent_workers=False, prefetch_factor=4 if workers else None)
+    for pixels, indices, errors in loader:
+        ok = [k for k, e in enumerate(errors) if not e]
+        probs = predictor(pixels[ok]) if ok else np.zeros((0, len(predictor.categories)))
+        row_probs = dict(zip(ok, probs))
+        for k, (index, error) in enumerate(zip(indices.tolist(), errors)):
+            row = {"path": str(paths[index]), "category": "", "confidence": "", "error": error}
+            if not error:
+                p = row_probs[k]
+                best = int(p.argmax())
+                row["confidence"] = round(float(p[best]), 6)
+                row["category"] = predictor.categories[best] if p[best] >= min_confidence else NEEDS_REVIEW
+                row.update({f"p_{c}": round(float(v), 6) for c, v in zip(predictor.categories, p)})
+            yield row
+
+
+def run_predict(args) -> int:
+    if args.batch_size < 1 or not 0 <= args.min_confidence <= 1:
+        print("error: --batch-size must be >= 1 and --min-confidence within [0, 1]", file=sys.stderr)
+        return 2
+    predictor = Predictor(args.model, args.exported)
+    paths = list_inputs(args.inputs)
+    columns = ["path", "category", "confidence"] + [f"p_{c}" for c in predictor.categories] + ["error"]
+    counts = {}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        rows = predict_paths(predictor, paths, args.batch_size, args.workers, args.min_confidence)
+        for row in tqdm(rows, total=len(paths), desc=f"predict ({predictor.name})", mininterval=1):
+            writer.writerow(row)
+            key = "error" if row["error"] else row["category"]
+            counts[key] = counts.get(key, 0) + 1
+    print(f"wrote {args.out}: {len(paths)} images, " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0

@@ -1,0 +1,110 @@
+"""Shared fixtures: small generated image folders and a tiny copy of the whole DVC project."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "fashionclf", "data/corrections.csv", "metrics_gate.yaml"]
+
+
+def make_image(path: Path, kind: int, seed: int, size=(40, 40), fmt=None) -> Path:
+    """A small synthetic product photo whose shape depends on ``kind`` (so classes are learnable)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    arr = np.full((h, w, 3), 235, np.uint8)
+    colour = rng.integers(0, 200, 3)
+    if kind == 0:  # a wide block
+        arr[h // 3: 2 * h // 3, w // 8: 7 * w // 8] = colour
+    elif kind == 1:  # a tall block
+        arr[h // 8: 7 * h // 8, w // 3: 2 * w // 3] = colour
+    elif kind == 2:  # a diagonal band
+        for i in range(h):
+            j = int(i * w / h)
+            arr[i, max(0, j - w // 6): j + w // 6] = colour
+    else:  # a ring
+        yy, xx = np.mgrid[:h, :w]
+        r = np.hypot(yy - h / 2, xx - w / 2)
+        arr[(r > min(w, h) / 5) & (r < min(w, h) / 2.5)] = colour
+    arr = np.clip(arr.astype(int) + rng.integers(-12, 13, arr.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+def make_class_folders(root: Path, categories, per_category: int, start_seed: int = 0) -> Path:
+    """Folder-per-class dataset: root/<category>/img_<n>.png (or .jpg every third image)."""
+    for k, category in enumerate(categories):
+        for n in range(per_category):
+            ext = ".jpg" if n % 3 == 0 else ".png"
+            make_image(root / category / f"img_{n:03d}{ext}", k, start_seed + 1000 * k + n)
+    return root
+
+
+def run(cmd, cwd, check=True, env=None, timeout=600):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env or os.environ.copy(),
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def make_project(tmp: Path, overrides: dict) -> Path:
+    """A git + DVC repo holding this project's code and params with ``overrides`` applied."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, tmp / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], tmp)
+    run(["git", "config", "user.email", "test@example.com"], tmp)
+    run(["git", "config", "user.name", "test"], tmp)
+    run(["dvc", "init", "-q"], tmp)
+    run(["dvc", "config", "core.analytics", "false"], tmp)
+    return tmp
+
+
+TINY = {
+    "fetch.per_class": 30,
+    "balance.per_class": 60,
+    "balance.test_fraction": 0.25,
+    "augment.variants": 1,
+    "train.folds": 2,
+    "train.batch_size": 32,
+    "train.models": {"mobilenet_v2": {"image_size": 32, "epochs": 1, "lr": 0.003},
+                     "efficientnet_lite0": {"image_size": 32, "epochs": 1, "lr": 0.001}},
+    "noise.sigmas": [0.1, 0.2],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory):
+    """The whole pipeline, reproduced once on a tiny config of the embedded Fashion-MNIST data."""
+    project = make_project(tmp_path_factory.mktemp("tiny") / "repo", TINY)
+    run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "tiny pipeline"], project)
+    return project
+
+
+def python_cmd(*args):
+    return [sys.executable, *args]

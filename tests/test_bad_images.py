@@ -1,0 +1,94 @@
+"""A generated corpus of awkward files: each is decoded correctly or dropped with its reason."""
+import os
+import struct
+import zlib
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from conftest import make_image
+from fashionclf.clean import clean
+from fashionclf.imaging import decode
+from fashionclf.store import load_imageset
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header declares width x height pixels, with a tiny (invalid) body."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+
+
+def build_corpus(raw):
+    bags = raw / "bags"
+    bags.mkdir(parents=True)
+    good = make_image(bags / "good.jpg", 0, 1, size=(60, 40))
+    data = good.read_bytes()
+    (bags / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (bags / "zero.jpg").write_bytes(b"")
+    (bags / "text.jpg").write_text("this is not a JPEG\n")
+    # palette PNG with a transparent background: the background must become white
+    pal = Image.new("P", (32, 32), 0)
+    pal.putpalette([0, 0, 0, 200, 30, 30] + [0] * 762)
+    pal.paste(1, (8, 8, 24, 24))
+    pal.info["transparency"] = 0
+    pal.save(bags / "palette_transparent.png", transparency=0)
+    # 16-bit grayscale PNG
+    Image.fromarray((np.linspace(0, 65535, 32 * 32).reshape(32, 32)).astype(np.uint16)).save(bags / "deep16.png")
+    Image.new("CMYK", (32, 32), (0, 255, 255, 0)).save(bags / "cmyk.jpg")  # pure red in CMYK
+    # EXIF orientation 6 (rotate 90 degrees clockwise to view): stored 40 wide x 20 high
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = 255  # left half white when stored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(bags / "exif_rotated.jpg", exif=exif.tobytes(), quality=95)
+    frames = [Image.new("RGB", (32, 32), c) for c in ((0, 0, 255), (0, 255, 0))]
+    frames[0].save(bags / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(bags / "one_pixel.png")
+    png_header_only(bags / "bomb.png", 100_000, 100_000)
+    make_image(bags / "sac à main été 👜.png", 2, 7)
+    os.symlink("loop_b", bags / "loop_a")
+    os.symlink("loop_a", bags / "loop_b")
+    Image.open(good).save(bags / "zz_copy_of_good.png")
+    (raw / "shoes").mkdir()  # an empty category folder
+    return raw
+
+
+EXPECTED = {
+    "bags/good.jpg": "kept", "bags/truncated.jpg": "unreadable_or_truncated", "bags/zero.jpg": "zero_bytes",
+    "bags/text.jpg": "not_an_image", "bags/palette_transparent.png": "kept", "bags/deep16.png": "kept",
+    "bags/cmyk.jpg": "kept", "bags/exif_rotated.jpg": "kept", "bags/animated.gif": "kept",
+    "bags/one_pixel.png": "too_small", "bags/bomb.png": "decompression_bomb", "bags/sac à main été 👜.png": "kept",
+    "bags/loop_a": "not_a_regular_file", "bags/loop_b": "not_a_regular_file", "bags/zz_copy_of_good.png": "duplicate",
+}
+
+
+def test_every_bad_file_is_kept_or_dropped_with_its_reason(tmp_path):
+    raw = build_corpus(tmp_path / "raw")
+    report = clean(raw, 32, 4, 89_478_485, tmp_path / "clean", tmp_path / "dropped.csv")
+    assert report["raw"] == len(EXPECTED)
+    assert report["raw"] == report["kept"] + sum(report["dropped"].values())
+    dropped = pd.read_csv(tmp_path / "dropped.csv").set_index("path")["reason"].to_dict()
+    _, kept = load_imageset(tmp_path / "clean")
+    outcome = {p: "kept" for p in kept["path"]} | dropped
+    assert outcome == EXPECTED
+
+
+def test_awkward_formats_decode_correctly(tmp_path):
+    raw = build_corpus(tmp_path / "raw")
+    bags = raw / "bags"
+    pal = decode(bags / "palette_transparent.png", 32)
+    assert tuple(pal[0, 0]) == (255, 255, 255) and tuple(pal[16, 16]) == (200, 30, 30)
+    deep = decode(bags / "deep16.png", 32)
+    assert deep.dtype == np.uint8 and deep[0, 0, 0] < 10 and deep[-1, -1, 0] > 245
+    red = decode(bags / "cmyk.jpg", 32)[16, 16]
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    gif = decode(bags / "animated.gif", 32)[16, 16]
+    assert gif[2] > 200 and gif[1] < 60  # first frame (blue), not the second (green)
+    upright = decode(bags / "exif_rotated.jpg", 40)
+    # after rotating 90 degrees clockwise the white half is on top: 20 wide x 40 high, padded
+    assert upright.shape == (40, 40, 3)
+    assert upright[5, 20].mean() > 200 and upright[35, 20].mean() < 50

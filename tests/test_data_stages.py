@@ -1,0 +1,130 @@
+"""The data half (clean, label, balance, augment) on small generated images in temp dirs."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import make_class_folders, make_image, make_project, python_cmd, run
+from fashionclf import params as P
+from fashionclf.augment import augment
+from fashionclf.balance import DataError, LeakageError, assert_disjoint, balance
+from fashionclf.clean import clean
+from fashionclf.label import label
+from fashionclf.store import load_imageset
+
+CATS4 = ["accessories", "bags", "clothing", "shoes"]
+RULES4 = [{"pattern": f"^{c}/", "category": c} for c in CATS4]
+
+
+def label_params(corrections=None, categories=CATS4, rules=RULES4):
+    return P.LabelParams.parse({"categories": categories, "rules": rules, "corrections": corrections})
+
+
+def run_data_half(raw, work, per_class=16, variants=2, corrections=None, seed=1):
+    report = {"clean": clean(raw, 24, 4, 10_000_000, work / "clean", work / "dropped.csv")}
+    report["label"] = label(label_params(corrections), work / "clean", work / "labels.csv", work / "unmatched.csv")
+    bp = P.BalanceParams(per_class=per_class, test_fraction=0.25, seed=seed)
+    report["balance"] = balance(bp, work / "clean", work / "labels.csv", work / "balance")
+    ap = P.AugmentParams(variants=variants, rotation=20, hflip=0.5, scale=(0.9, 1.1), seed=seed)
+    augment(ap, work / "balance/trainval", work / "augment")
+    return report
+
+
+def test_folder_per_class_with_four_categories(tmp_path):
+    raw = make_class_folders(tmp_path / "raw", CATS4, per_category=14)
+    (tmp_path / "raw" / "notes.txt").write_text("not an image")
+    (tmp_path / "raw" / "bags" / "empty.png").write_bytes(b"")
+    make_image(tmp_path / "raw" / "misc" / "stray.png", 0, 99)  # matches no rule
+    report = run_data_half(raw, tmp_path / "work")
+    c = report["clean"]
+    assert c["raw"] == 14 * 4 + 3
+    assert c["raw"] == c["kept"] + sum(c["dropped"].values())
+    assert c["dropped"] == {"not_an_image": 1, "zero_bytes": 1}
+    assert report["label"]["per_category"] == {cat: 14 for cat in CATS4}
+    assert report["label"]["unmatched"] == 1
+    assert pd.read_csv(tmp_path / "work/unmatched.csv")["path"].tolist() == ["misc/stray.png"]
+    b = report["balance"]
+    assert all(b["test"][cat] + b["trainval"][cat] == 16 for cat in CATS4)
+    assert b["oversampled"] == {cat: 2 for cat in CATS4}  # 4 test, 10 sources for 12 slots
+    dropped = pd.read_csv(tmp_path / "work/dropped.csv")
+    assert set(dropped["reason"]) == {"not_an_image", "zero_bytes"}
+
+
+def test_test_and_trainval_groups_are_disjoint_and_variants_keep_group(tmp_path):
+    raw = make_class_folders(tmp_path / "raw", CATS4, per_category=14)
+    run_data_half(raw, tmp_path / "work", variants=2)
+    _, test = load_imageset(tmp_path / "work/balance/test")
+    _, trainval = load_imageset(tmp_path / "work/balance/trainval")
+    assert not set(test["source_id"]) & set(trainval["source_id"])
+    images, pool = load_imageset(tmp_path / "work/augment")
+    assert not set(test["source_id"]) & set(pool["group"])
+    # every original appears once, plus two variants each; oversampled copies are all variants
+    originals = trainval[trainval["copy"] == 0]
+    copies = trainval[trainval["copy"] > 0]
+    assert len(pool) == len(originals) * 3 + len(copies) * 3
+    assert (pool["variant"] == 0).sum() == len(originals)
+    for (path, group), rows in pool.groupby(["path", "group"]):
+        assert trainval[trainval["path"] == path]["source_id"].iloc[0] == group
+    # variants differ from their original
+    first = pool.index[(pool["variant"] == 0)][0]
+    variant = pool.index[(pool["group"] == pool.at[first, "group"]) & (pool["variant"] == 1)][0]
+    assert not np.array_equal(images[first], images[variant])
+
+
+def test_seeded_runs_are_identical(tmp_path):
+    raw = make_class_folders(tmp_path / "raw", CATS4, per_category=12)
+    run_data_half(raw, tmp_path / "a", per_class=12)
+    run_data_half(raw, tmp_path / "b", per_class=12)
+    for sub in ("clean", "balance/test", "balance/trainval", "augment"):
+        for name in ("images.npy", "manifest.csv"):
+            assert (tmp_path / "a" / sub / name).read_bytes() == (tmp_path / "b" / sub / name).read_bytes()
+    run_data_half(raw, tmp_path / "c", per_class=12, seed=2)
+    assert (tmp_path / "a/balance/test/manifest.csv").read_bytes() != (tmp_path / "c/balance/test/manifest.csv").read_bytes()
+
+
+def test_rules_first_match_wins_and_corrections_apply(tmp_path):
+    raw = make_class_folders(tmp_path / "raw", ["bags", "shoes"], per_category=6)
+    make_image(tmp_path / "raw" / "bags" / "shoe_in_bag_folder.png", 1, 500)
+    work = tmp_path / "work"
+    clean(raw, 24, 4, 10_000_000, work / "clean", work / "dropped.csv")
+    corrections = tmp_path / "corrections.csv"
+    corrections.write_text("path,category\nbags/shoe_in_bag_folder.png,shoes\nshoes/img_000.jpg,drop\n")
+    rules = [{"pattern": "shoe_in", "category": "shoes"}, {"pattern": "^bags/", "category": "bags"},
+             {"pattern": "^shoes/", "category": "shoes"}]
+    report = label(label_params(None, ["bags", "shoes"], rules), work / "clean", work / "l.csv", work / "u.csv")
+    assert report["per_category"] == {"bags": 6, "shoes": 7}  # the first rule wins over the folder
+    report = label(label_params(str(corrections), ["bags", "shoes"], rules[1:]), work / "clean",
+                   work / "l.csv", work / "u.csv")
+    labels = pd.read_csv(work / "l.csv").set_index("path")["category"]
+    assert labels["bags/shoe_in_bag_folder.png"] == "shoes"
+    assert "shoes/img_000.jpg" not in labels.index
+    assert report["corrected"] == 2 and report["dropped_by_correction"] == 1
+    assert report["per_category"] == {"bags": 6, "shoes": 6}
+
+
+def test_leakage_check_fires():
+    with pytest.raises(LeakageError, match="both sides of the test split"):
+        assert_disjoint(["a", "b"], ["b", "c"], "the test split")
+
+
+def test_too_few_images_for_the_test_split(tmp_path):
+    raw = make_class_folders(tmp_path / "raw", CATS4, per_category=3)
+    with pytest.raises(DataError, match="category 'accessories' has 3 images"):
+        run_data_half(raw, tmp_path / "work", per_class=40)
+
+
+def test_dvc_repro_augment_on_user_folder_then_selective_rerun(tmp_path):
+    raw = make_class_folders(tmp_path / "photos", CATS4, per_category=10)
+    project = make_project(tmp_path / "repo", {
+        "fetch.source": str(raw), "clean.size": 24, "label.categories": CATS4, "label.rules": RULES4,
+        "balance.per_class": 10, "balance.test_fraction": 0.2})
+    run(["dvc", "repro", "augment"], project)
+    assert json.loads((project / "metrics/label.json").read_text())["per_category"] == {c: 10 for c in CATS4}
+    assert "Running stage" not in run(["dvc", "repro", "augment"], project).stdout
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["augment"]["rotation"] = 5
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro", "augment"], project).stdout
+    assert [l.split("'")[1] for l in out.splitlines() if l.startswith("Running stage")] == ["augment"]

@@ -1,0 +1,71 @@
+"""Batch labelling and the TorchScript export, on the tiny pipeline's models."""
+import json
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from conftest import make_image, python_cmd, run
+
+
+def catalogue(folder):
+    """Good, corrupt, grayscale, RGBA, huge and tiny images, one level of nesting."""
+    folder.mkdir()
+    make_image(folder / "good.png", 0, 1)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    (folder / "notes.txt").write_text("hello")
+    Image.fromarray(np.full((40, 30), 90, np.uint8), "L").save(folder / "gray.png")
+    Image.new("RGBA", (50, 50), (20, 40, 200, 128)).save(folder / "rgba.png")
+    Image.new("RGB", (3000, 2000), (10, 10, 10)).save(folder / "huge.jpg", quality=50)
+    Image.new("RGB", (2, 2), (200, 0, 0)).save(folder / "tiny.png")
+    make_image(folder / "sub" / "deeper.jpg", 1, 2, fmt="JPEG")
+    return folder
+
+
+def test_predict_writes_one_row_per_file(tiny_project, tmp_path):
+    images = catalogue(tmp_path / "catalogue")
+    out = tmp_path / "labels.csv"
+    result = run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(out), "--batch-size", "3"),
+                 tiny_project)
+    table = pd.read_csv(out, keep_default_na=False)
+    assert len(table) == 8 and "wrote" in result.stdout
+    assert list(table.columns) == ["path", "category", "confidence", "p_bags", "p_clothing", "p_shoes", "error"]
+    errors = table.set_index(table["path"].str.rsplit("/", n=1).str[-1])["error"]
+    assert errors["corrupt.jpg"].startswith("unreadable_or_truncated") or errors["corrupt.jpg"].startswith("not_an")
+    assert errors["notes.txt"].startswith("not_an_image")
+    good = table[table["error"] == ""].astype({"confidence": float, "p_bags": float, "p_clothing": float,
+                                                "p_shoes": float})
+    assert len(good) == 6
+    assert set(good["category"]) <= {"bags", "clothing", "shoes"}
+    probs = good[["p_bags", "p_clothing", "p_shoes"]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert np.allclose(good["confidence"], probs.max(1), atol=1e-6)
+
+
+def test_min_confidence_sends_doubtful_images_to_review(tiny_project, tmp_path):
+    images = catalogue(tmp_path / "catalogue")
+    out = tmp_path / "labels.csv"
+    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(out), "--min-confidence", "0.999",
+                   "--workers", "0"), tiny_project)
+    table = pd.read_csv(out, keep_default_na=False)
+    good = table[table["error"] == ""]
+    review = good["confidence"].astype(float) < 0.999
+    assert review.any()
+    assert (good.loc[review, "category"] == "needs_review").all()
+    assert (good.loc[~review, "category"] != "needs_review").all()
+
+
+def test_exported_model_agrees_with_the_checkpoints(tiny_project, tmp_path):
+    labels = json.loads((tiny_project / "models/export/labels.json").read_text())
+    best = json.loads((tiny_project / "metrics/summary.json").read_text())["best_model"]
+    assert labels["model"] == best and labels["categories"] == ["bags", "clothing", "shoes"]
+    images = catalogue(tmp_path / "catalogue")
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(a)), tiny_project)
+    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(b), "--exported",
+                   "models/export/model.pt"), tiny_project)
+    ta, tb = pd.read_csv(a, keep_default_na=False), pd.read_csv(b, keep_default_na=False)
+    assert ta["category"].tolist() == tb["category"].tolist()
+    ok = ta["error"] == ""
+    cols = ["p_bags", "p_clothing", "p_shoes"]
+    assert np.allclose(ta.loc[ok, cols].astype(float), tb.loc[ok, cols].astype(float), atol=1e-4)

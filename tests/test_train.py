@@ -1,0 +1,90 @@
+"""Training internals: grouped folds without leakage, determinism, resume after interruption."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fashionclf.balance import DataError, LeakageError
+from fashionclf.params import ModelParams, TrainParams
+from fashionclf.train import grouped_folds, to_tensor, train_fold, train_one_epoch
+
+
+def toy_data(n_groups=30, variants=3, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_groups) % 3, variants)
+    groups = np.repeat([f"g{i}" for i in range(n_groups)], variants)
+    images = rng.integers(0, 255, (len(labels), size, size, 3), dtype=np.uint8)
+    for i, label in enumerate(labels):  # a learnable signal: brightness by class
+        images[i] = (images[i] // 4 + 60 * label).astype(np.uint8)
+    return images, labels, groups
+
+
+def test_folds_keep_groups_together_and_stratify():
+    _, labels, groups = toy_data()
+    splits = grouped_folds(labels, groups, 5, seed=1)
+    assert len(splits) == 5
+    seen_val = []
+    for train_idx, val_idx in splits:
+        assert not set(groups[train_idx]) & set(groups[val_idx])
+        assert set(labels[val_idx]) == {0, 1, 2}
+        seen_val += list(val_idx)
+    assert sorted(seen_val) == list(range(len(labels)))
+
+
+def test_too_few_groups_for_the_folds():
+    _, labels, groups = toy_data(n_groups=6)
+    with pytest.raises(DataError, match="fewer than train.folds=5"):
+        grouped_folds(labels, groups, 5, seed=1)
+
+
+def test_fold_leakage_check_fires(monkeypatch):
+    _, labels, groups = toy_data()
+    import fashionclf.train as T
+
+    class Leaky:
+        def __init__(self, **kw):
+            pass
+
+        def split(self, x, y, g):
+            yield np.arange(0, 60), np.arange(58, 90)  # indices 58, 59 on both sides
+
+    monkeypatch.setattr(T, "StratifiedGroupKFold", Leaky)
+    with pytest.raises(LeakageError, match="fold 0"):
+        grouped_folds(labels, groups, 2, seed=1)
+
+
+def tiny_run(resume=None, epochs=3):
+    images, labels, _ = toy_data(n_groups=24, variants=2)
+    x, y = to_tensor(images, 16), torch.from_numpy(labels)
+    mp = ModelParams("resnet18", 16, epochs, 0.003)
+    tp = TrainParams(folds=2, batch_size=16, patience=5, noise_aug_sigma=0.1, models={})
+    return train_fold(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"), resume)
+
+
+def test_training_is_deterministic():
+    _, a = tiny_run(epochs=2)
+    _, b = tiny_run(epochs=2)
+    assert a["history"] == b["history"]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    resume = tmp_path / "fold0.pt"
+    _, uninterrupted = tiny_run()
+    import fashionclf.train as T
+    calls = {"n": 0}
+    real = T.train_one_epoch
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_one_epoch", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_run(resume)
+    saved = torch.load(resume, weights_only=False)
+    assert saved["state"]["epoch"] == 1
+    monkeypatch.setattr(T, "train_one_epoch", real)
+    model, resumed = tiny_run(resume)
+    assert resumed["history"] == uninterrupted["history"]
