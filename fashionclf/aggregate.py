@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .evaluation import Ensemble
-from .models import count_parameters
+from .models import build_model, count_parameters
 
 
 def count_macs(model: nn.Module, image_size: int) -> int:
@@ -46,6 +45,15 @@ def latency_ms(model: nn.Module, image_size: int, batch: int, repeats: int = 5) 
     return sorted(times)[len(times) // 2] * 1000 / batch
 
 
+def load_fold0(name: str) -> tuple[nn.Module, dict]:
+    """One fold's model (all folds share the architecture) and its preprocessing."""
+    ckpt = torch.load(Path("models") / name / "fold0.pt", map_location="cpu", weights_only=False)
+    pre = ckpt["preprocessing"]
+    model = build_model(ckpt["model_name"], len(ckpt["categories"]), pretrained=False, image_size=pre["image_size"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval().to(memory_format=torch.channels_last), pre
+
+
 def read_json(path) -> dict | None:
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else None
@@ -59,15 +67,14 @@ def collect(models) -> dict:
         noise = read_json(f"metrics/test_noise/{name}.json")
         if not (cv and clean and noise):
             raise FileNotFoundError(f"metrics for {name} are missing: run its cv_train and test stages")
-        ensemble = Ensemble.load(Path("models") / name)
-        size = ensemble.preprocessing["image_size"]
+        model, pre = load_fold0(name)
         summary[name] = {
             "cv": {"avg_val_loss": cv["avg_val_loss"], "best_fold_loss": cv["best_fold_loss"]},
             "test_clean": {k: clean[k] for k in ("accuracy", "f1", "map")},
             "test_noise": {k: noise[k] for k in ("accuracy", "f1", "map", "sigma")},
-            "parameters": count_parameters(ensemble.models[0]),
-            "macs": count_macs(ensemble.models[0], size),
-            "image_size": size,
+            "parameters": count_parameters(model),
+            "macs": count_macs(model, pre["image_size"]),
+            "image_size": pre["image_size"],
         }
     return summary
 
@@ -80,12 +87,12 @@ def best_model(summary: dict) -> str:
 def measure_timing(models) -> dict:
     timing = {}
     for name in models:
-        ensemble = Ensemble.load(Path("models") / name)
-        size = ensemble.preprocessing["image_size"]
+        model, pre = load_fold0(name)
+        size = pre["canvas_size"]  # what predict feeds it: the model's own resize is part of its latency
         info = read_json(Path("models") / name / "train_info.json") or {}
         timing[name] = {"train_seconds": info.get("seconds"), "train_device": info.get("device"),
-                        "latency_ms_batch1": round(latency_ms(ensemble.models[0], size, 1), 3),
-                        "latency_ms_batch64": round(latency_ms(ensemble.models[0], size, 64), 3)}
+                        "latency_ms_batch1": round(latency_ms(model, size, 1), 3),
+                        "latency_ms_batch64": round(latency_ms(model, size, 64), 3)}
     return timing
 
 

@@ -49,25 +49,32 @@ def augment(params: AugmentParams, trainval_dir="data/balance/trainval", out="da
     return table, np.stack(pool)
 
 
-def plot_samples(images: np.ndarray, table: pd.DataFrame, path, per_category: int = 8) -> None:
+def plot_samples(images: np.ndarray, table: pd.DataFrame, params: AugmentParams, path,
+                 sources: int = 2, variants: int = 3) -> None:
+    """Per category: a few source images, each followed by variants drawn with the augment params."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rng = np.random.default_rng(params.seed)
     categories = sorted(table["category"].unique())
-    fig, axes = plt.subplots(len(categories), per_category, figsize=(per_category * 1.2, len(categories) * 1.35),
+    columns = sources * (1 + variants)
+    fig, axes = plt.subplots(len(categories), columns, figsize=(columns * 1.1, len(categories) * 1.3),
                              squeeze=False)
     for r, category in enumerate(categories):
-        first_group = table[table["category"] == category]["group"].unique()[: per_category // 2]
-        picks = table.index[table["group"].isin(first_group)][:per_category]
-        for c in range(per_category):
-            ax = axes[r][c]
+        originals = table.index[(table["category"] == category) & (table["variant"] == 0)][:sources]
+        cells = []
+        for i in originals:
+            cells.append((np.asarray(images[i]), "original"))
+            cells += [(random_affine(np.asarray(images[i]), params, rng), "variant") for _ in range(variants)]
+        for c, ax in enumerate(axes[r]):
             ax.axis("off")
-            if c < len(picks):
-                ax.imshow(images[picks[c]])
-                ax.set_title(f"v{table.at[picks[c], 'variant']}", fontsize=7)
-        axes[r][0].text(-0.1, 0.5, category, transform=axes[r][0].transAxes, ha="right", va="center")
-    fig.suptitle("Augmented training samples (v0 = original; same group = same source image)", fontsize=9)
+            if c < len(cells):
+                ax.imshow(cells[c][0])
+                ax.set_title(cells[c][1], fontsize=7)
+        axes[r][0].text(-0.15, 0.5, category, transform=axes[r][0].transAxes, ha="right", va="center")
+    fig.suptitle(f"Augmentation: rotation ±{params.rotation:g}°, flip p={params.hflip:g}, "
+                 f"scale {params.scale[0]:g}–{params.scale[1]:g}", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

@@ -24,7 +24,8 @@ class Ensemble:
         self.preprocessing = first["preprocessing"]
         self.models = []
         for ckpt in checkpoints:
-            model = build_model(self.name, len(self.categories), pretrained=False)
+            model = build_model(self.name, len(self.categories), pretrained=False,
+                                image_size=self.preprocessing["image_size"])
             model.load_state_dict(ckpt["state_dict"])
             self.models.append(model.eval().to(memory_format=torch.channels_last))
 
@@ -36,7 +37,8 @@ class Ensemble:
         return cls([torch.load(p, map_location="cpu", weights_only=False) for p in paths])
 
     def prepare(self, images: np.ndarray) -> torch.Tensor:
-        return to_tensor(images, self.preprocessing["image_size"])
+        """Canonical uint8 images -> float tensor; each model resizes it to its own input size."""
+        return to_tensor(images)
 
     def predict_proba(self, x: torch.Tensor, batch_size: int = 256, device="cpu") -> np.ndarray:
         device = pick_device(device)

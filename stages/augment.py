@@ -5,8 +5,9 @@ from fashionclf.cli import stage_main
 
 
 def main():
-    table, images = augment(params.load("augment"), "data/balance/trainval", "data/augment")
-    plot_samples(images, table, "plots/png/augment_samples.png")
+    p = params.load("augment")
+    table, images = augment(p, "data/balance/trainval", "data/augment")
+    plot_samples(images, table, p, "plots/augment_samples.png")
     print(f"augment: {len(table)} images from {table['group'].nunique()} sources")
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_class_folders, make_image, make_project, python_cmd, run
+from conftest import make_class_folders, make_image, make_project, run
 from fashionclf import params as P
 from fashionclf.augment import augment
 from fashionclf.balance import DataError, LeakageError, assert_disjoint, balance

@@ -69,3 +69,14 @@ def test_exported_model_agrees_with_the_checkpoints(tiny_project, tmp_path):
     ok = ta["error"] == ""
     cols = ["p_bags", "p_clothing", "p_shoes"]
     assert np.allclose(ta.loc[ok, cols].astype(float), tb.loc[ok, cols].astype(float), atol=1e-4)
+
+
+def test_decompression_bomb_is_reported_not_decoded(tiny_project, tmp_path):
+    from test_bad_images import png_header_only
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    png_header_only(folder / "bomb.png", 100_000, 100_000)
+    out = tmp_path / "labels.csv"
+    run(python_cmd("-m", "fashionclf", "predict", str(folder), "--out", str(out), "--workers", "0"), tiny_project)
+    row = pd.read_csv(out, keep_default_na=False).iloc[0]
+    assert row["error"].startswith("decompression_bomb") and row["category"] == ""

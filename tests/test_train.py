@@ -1,12 +1,11 @@
 """Training internals: grouped folds without leakage, determinism, resume after interruption."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from fashionclf.balance import DataError, LeakageError
 from fashionclf.params import ModelParams, TrainParams
-from fashionclf.train import grouped_folds, to_tensor, train_fold, train_one_epoch
+from fashionclf.train import grouped_folds, to_tensor, train_fold
 
 
 def toy_data(n_groups=30, variants=3, size=16, seed=0):
@@ -39,7 +38,6 @@ def test_too_few_groups_for_the_folds():
 
 def test_fold_leakage_check_fires(monkeypatch):
     _, labels, groups = toy_data()
-    import fashionclf.train as T
 
     class Leaky:
         def __init__(self, **kw):
@@ -48,7 +46,8 @@ def test_fold_leakage_check_fires(monkeypatch):
         def split(self, x, y, g):
             yield np.arange(0, 60), np.arange(58, 90)  # indices 58, 59 on both sides
 
-    monkeypatch.setattr(T, "StratifiedGroupKFold", Leaky)
+    import sklearn.model_selection
+    monkeypatch.setattr(sklearn.model_selection, "StratifiedGroupKFold", Leaky)
     with pytest.raises(LeakageError, match="fold 0"):
         grouped_folds(labels, groups, 2, seed=1)
 
@@ -88,3 +87,14 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "train_one_epoch", real)
     model, resumed = tiny_run(resume)
     assert resumed["history"] == uninterrupted["history"]
+
+
+def test_batchnorm_recalibration_sees_every_category():
+    """Rows arrive ordered by category; the statistics must come from all of them."""
+    from torch import nn
+    from fashionclf.train import recalibrate_batchnorm
+    model = nn.Sequential(nn.BatchNorm2d(3))
+    x = torch.cat([torch.zeros(2000, 3, 2, 2), torch.ones(2000, 3, 2, 2)])  # two "categories"
+    recalibrate_batchnorm(model, x, 64, torch.device("cpu"), limit=1024)
+    assert torch.allclose(model[0].running_mean, torch.full((3,), 0.5), atol=0.02)
+    assert model[0].momentum == 0.1

