@@ -89,7 +89,7 @@ def measure_timing(models) -> dict:
     for name in models:
         model, pre = load_fold0(name)
         size = pre["canvas_size"]  # what predict feeds it: the model's own resize is part of its latency
-        info = read_json(Path("models") / name / "train_info.json") or {}
+        info = read_json(Path("reports/timing") / f"train_{name}.json") or {}
         timing[name] = {"train_seconds": info.get("seconds"), "train_device": info.get("device"),
                         "latency_ms_batch1": round(latency_ms(model, size, 1), 3),
                         "latency_ms_batch64": round(latency_ms(model, size, 64), 3)}

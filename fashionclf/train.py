@@ -236,11 +236,10 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
                           "epochs": state["epoch"]})
             history.extend(state["history"])
         seconds = time.perf_counter() - started
-        (tmp / "train_info.json").write_text(json.dumps({"seconds": round(seconds, 1), "device": str(device)}))
     if resume_dir and (resume_dir / key).is_dir():
         for f in (resume_dir / key).iterdir():
             f.unlink()
         (resume_dir / key).rmdir()
     metrics = {"avg_val_loss": round(float(np.mean([f["val_loss"] for f in folds])), 6),
                "best_fold_loss": min(f["val_loss"] for f in folds), "folds": folds}
-    return {"metrics": metrics, "history": history, "seconds": seconds}
+    return {"metrics": metrics, "history": history, "seconds": seconds, "device": str(device)}

@@ -20,6 +20,9 @@ def main():
     images, manifest = load_imageset("data/augment")
     result = cross_validate(model_params, train, images, manifest, Path("models") / name, RESUME_DIR / name)
     write_json(f"metrics/cv/{name}.json", result["metrics"])
+    # machine-dependent, so outside the DVC-tracked outputs (the model files stay byte-identical)
+    write_json(f"reports/timing/train_{name}.json", {"seconds": round(result["seconds"], 1),
+                                                      "device": result["device"]})
     curves = pd.DataFrame(result["history"]).round(6)
     write_atomic(f"plots/train/{name}.csv", curves.to_csv(index=False))
     plot_training_curves(curves, f"{name}: {train.folds}-fold CV", f"plots/png/train/{name}.png")
