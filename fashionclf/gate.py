@@ -31,7 +31,7 @@ class Rule:
     def allowed(self, baseline: float) -> float:
         return abs(baseline) * self.slack if self.relative else self.slack
 
-    def describe(self, baseline: float) -> str:
+    def describe(self) -> str:
         sign = "-" if self.direction == "higher" else "+"
         return f"{sign}{self.slack:.0%}" if self.relative else f"{sign}{self.slack:g}"
 
@@ -58,7 +58,7 @@ def metrics_diff(against: str, cwd=".") -> dict:
         raise RuntimeError(f"dvc metrics diff {against} failed: {out.stderr.strip()}")
     raw = json.loads(out.stdout or "{}")
     return {path: {key: (v.get("old"), v.get("new")) for key, v in keys.items()}
-            for path, keys in raw.get("diff", raw).items()}
+            for path, keys in raw.items()}
 
 
 def is_number(value) -> bool:
@@ -83,7 +83,7 @@ def judge(path: str, key: str, old, new, rules: list[Rule]) -> dict:
     if rule is None:
         row["verdict"] = "ok (no rule)"
         return row
-    row["allowed"] = rule.describe(old)
+    row["allowed"] = rule.describe()
     worse_by = (old - new) if rule.direction == "higher" else (new - old)
     if worse_by > rule.allowed(old) + 1e-12:
         row["verdict"] = "REGRESSION"
