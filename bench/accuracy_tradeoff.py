@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from fashionclf import params
-from fashionclf.params import ModelParams
 from fashionclf.store import load_imageset
 from fashionclf.evaluation import add_noise
-from fashionclf.train import evaluate, pick_device, to_tensor, train_fold
+from fashionclf.inference import pick_device, set_threads, to_tensor
+from fashionclf.train import train_fold, validate
 
 
 def main():
@@ -35,6 +35,7 @@ def main():
     rng = np.random.default_rng(0)
     val_groups = set(rng.choice(groups, size=len(groups) // 5, replace=False))
     is_val = manifest["group"].isin(val_groups).to_numpy()
+    set_threads(train.threads)
     device = pick_device(train.device)
     print(f"{len(categories)} categories, {(~is_val).sum()} train / {is_val.sum()} val images, "
           f"{len(y_test)} test images, one fold, device {device}")
@@ -45,12 +46,12 @@ def main():
         x, x_test = to_tensor(images), to_tensor(test_images)  # the model resizes to base.image_size
         tr, va = torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))
         for epochs in args.epochs:
-            mp = ModelParams(name, base.image_size, epochs, base.lr)
+            mp = base.model_copy(update={"epochs": epochs})
             start = time.perf_counter()
             model, _ = train_fold(mp, train, categories, x[tr], y[tr], x[va], y[va], 0, device)
             seconds = time.perf_counter() - start
-            _, accuracy = evaluate(model, x_test, y_test, 256, device)
-            _, noisy = evaluate(model, add_noise(x_test, 0.1, 7), y_test, 256, device)
+            _, accuracy, _ = validate(model, x_test, y_test, train.eval_batch_size, device)
+            _, noisy, _ = validate(model, add_noise(x_test, 0.1, 7), y_test, train.eval_batch_size, device)
             print(f"| {name} | {base.image_size} | {epochs} | {base.lr:g} | {seconds:.0f} | {100 * accuracy:.2f} | "
                   f"{100 * noisy:.2f} |", flush=True)
 

@@ -1,9 +1,10 @@
 """Is the trainer compute-bound? Times the project's train_one_epoch against the bare
 forward + backward + step of the same model on tensors already in memory, in one process.
 
-    python bench/train_throughput.py [--model resnet18] [--size 32] [--images 1024]
+    python bench/train_throughput.py [--models resnet18 ...] [--images 1024]
 
-Prints images/s of both and their ratio (target >= 0.9 on CPU).
+Each model runs at its params.yaml image size and with the train section's augmentation. Prints
+images/s of both and their ratio (target >= 0.9 on CPU) for every model.
 """
 import argparse
 import time
@@ -12,28 +13,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fashionclf import params
+from fashionclf.inference import pick_device, set_threads, to_tensor
 from fashionclf.models import build_model
-from fashionclf.train import pick_device, to_tensor, train_one_epoch
+from fashionclf.train import train_one_epoch
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--noise", type=float, default=0.1)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    device = pick_device("auto")
+def measure(name: str, image_size: int, train, images: int, repeats: int, device) -> tuple[float, float]:
+    """(project images/s, bare images/s) for one model on canonical 28 px images it resizes itself."""
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (args.images, 32, 32, 3), dtype=np.uint8)
-    x = to_tensor(images, args.size)
-    y = torch.from_numpy(rng.integers(0, 3, args.images))
+    x = to_tensor(rng.integers(0, 255, (images, 28, 28, 3), dtype=np.uint8))
+    y = torch.from_numpy(rng.integers(0, 3, images))
 
     def fresh():
         torch.manual_seed(0)
-        model = build_model(args.model, 3, False).to(device).to(memory_format=torch.channels_last)
+        model = build_model(name, 3, False, image_size).to(device).to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=10_000)
         return model, opt, sched
@@ -42,14 +36,14 @@ def main():
         model, opt, sched = fresh()
         gen = torch.Generator().manual_seed(0)
         start = time.perf_counter()
-        train_one_epoch(model, opt, sched, x, y, args.batch_size, device, args.noise, gen)
+        train_one_epoch(model, opt, sched, x, y, train, device, gen)
         return time.perf_counter() - start
 
     def bare_loop():
         model, opt, sched = fresh()
         model.train()
-        batches = [(x[s:s + args.batch_size].to(device), y[s:s + args.batch_size].to(device))
-                   for s in range(0, len(x), args.batch_size)]
+        batches = [(x[s:s + train.batch_size].to(device), y[s:s + train.batch_size].to(device))
+                   for s in range(0, len(x), train.batch_size)]
         start = time.perf_counter()
         for xb, yb in batches:
             loss = F.cross_entropy(model(xb), yb)
@@ -61,12 +55,28 @@ def main():
         return time.perf_counter() - start
 
     project_loop(), bare_loop()  # warm-up
-    project = min(project_loop() for _ in range(args.repeats))
-    bare = min(bare_loop() for _ in range(args.repeats))
-    print(f"model {args.model} at {args.size}px, batch {args.batch_size}, {args.images} images, device {device}")
-    print(f"project train_one_epoch: {args.images / project:8.1f} images/s")
-    print(f"bare fwd+bwd+step:       {args.images / bare:8.1f} images/s")
-    print(f"ratio (target >= 0.9):   {bare / project:8.3f}")
+    project = min(project_loop() for _ in range(repeats))
+    bare = min(bare_loop() for _ in range(repeats))
+    return images / project, images / bare
+
+
+def main():
+    train = params.load("train")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="+", default=list(train.models))
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    set_threads(train.threads)
+    device = pick_device(train.device)
+    print(f"{args.images} images, batch {train.batch_size}, noise {train.noise_aug_sigma}, device {device}, "
+          f"{torch.get_num_threads()} threads")
+    print("| model | px | project train_one_epoch img/s | bare fwd+bwd+step img/s | ratio (target >= 0.9) |")
+    print("|---|---|---|---|---|")
+    for name in args.models:
+        size = train.model(name).image_size
+        project, bare = measure(name, size, train, args.images, args.repeats, device)
+        print(f"| {name} | {size} | {project:.1f} | {bare:.1f} | {project / bare:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

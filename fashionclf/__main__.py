@@ -1,4 +1,4 @@
-"""The ``fashionclf`` command: gate, predict, readme."""
+"""The ``fashionclf`` command: predict, gate, readme, fingerprint."""
 from __future__ import annotations
 
 import argparse
@@ -19,12 +19,17 @@ def main(argv=None) -> int:
     predict.add_argument("--out", required=True, help="CSV to write")
     source = predict.add_mutually_exclusive_group()
     source.add_argument("--model", help="model name under models/ (default: best in metrics/summary.json)")
-    source.add_argument("--exported", help="a TorchScript model exported by the export stage")
+    source.add_argument("--exported", help="an ONNX model written by the export stage (export/model.onnx)")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--min-confidence", type=float, default=0.0)
     predict.add_argument("--workers", type=int, default=2)
 
     sub.add_parser("readme", help="copy reports/summary.md into README.md between its markers")
+
+    fp = sub.add_parser("fingerprint", help="print this platform's fingerprint (CPU, ISA flags, torch, threads)")
+    fp_mode = fp.add_mutually_exclusive_group()
+    fp_mode.add_argument("--write", metavar="FILE", help="record it (commit it with the metrics)")
+    fp_mode.add_argument("--check", metavar="FILE", help="exit 1 unless it equals the recorded one")
 
     args = parser.parse_args(argv)
     if args.command == "gate":
@@ -33,6 +38,9 @@ def main(argv=None) -> int:
     if args.command == "predict":
         from .predict import run_predict
         return run_predict(args)
+    if args.command == "fingerprint":
+        from .platform import run_fingerprint
+        return run_fingerprint(args.write, args.check)
     if args.command == "readme":
         from .readme import update_readme
         return update_readme()

@@ -1,126 +1,107 @@
-"""aggregate: the reference study's three tables for all models, plus size and speed."""
+"""aggregate: one comparison of every model (cross-validation, clean and noisy test sets, size),
+each number with its 95% interval, and the best model chosen on out-of-fold CV results only."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-import torch
-from torch import nn
+import pandas as pd
 
-from .models import build_model, count_parameters
+from .stats import mcnemar_exact
 
-
-def count_macs(model: nn.Module, image_size: int) -> int:
-    """Multiply-accumulates of one forward pass on one image (convolutions and linear layers)."""
-    total = 0
-
-    def hook(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            total += output.numel() * (module.in_channels // module.groups) * kh * kw
-        elif isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, image_size, image_size))
-    for h in handles:
-        h.remove()
-    return int(total)
+TIE_P_VALUE = 0.05
 
 
-def latency_ms(model: nn.Module, image_size: int, batch: int, repeats: int = 5) -> float:
-    """Median CPU milliseconds per image for one forward pass at this batch size."""
-    x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
-    model = model.eval()
-    times = []
-    with torch.no_grad():
-        model(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1000 / batch
-
-
-def load_fold0(name: str) -> tuple[nn.Module, dict]:
-    """One fold's model (all folds share the architecture) and its preprocessing."""
-    ckpt = torch.load(Path("models") / name / "fold0.pt", map_location="cpu", weights_only=False)
-    pre = ckpt["preprocessing"]
-    model = build_model(ckpt["model_name"], len(ckpt["categories"]), pretrained=False, image_size=pre["image_size"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval().to(memory_format=torch.channels_last), pre
-
-
-def read_json(path) -> dict | None:
+def read_json(path) -> dict:
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the model's cv_train and test stages")
+    return json.loads(path.read_text())
 
 
-def collect(models) -> dict:
+def collect(models, cv_dir, clean_dir, noise_dir) -> dict:
+    keep = ("accuracy", "accuracy_ci95", "f1", "f1_ci95", "map")
     summary = {}
     for name in models:
-        cv = read_json(f"metrics/cv/{name}.json")
-        clean = read_json(f"metrics/test_clean/{name}.json")
-        noise = read_json(f"metrics/test_noise/{name}.json")
-        if not (cv and clean and noise):
-            raise FileNotFoundError(f"metrics for {name} are missing: run its cv_train and test stages")
-        model, pre = load_fold0(name)
+        cv = read_json(Path(cv_dir) / f"{name}.json")
+        clean = read_json(Path(clean_dir) / f"{name}.json")
+        noise = read_json(Path(noise_dir) / f"{name}.json")
         summary[name] = {
-            "cv": {"avg_val_loss": cv["avg_val_loss"], "best_fold_loss": cv["best_fold_loss"]},
-            "test_clean": {k: clean[k] for k in ("accuracy", "f1", "map")},
-            "test_noise": {k: noise[k] for k in ("accuracy", "f1", "map", "sigma")},
-            "parameters": count_parameters(model),
-            "macs": count_macs(model, pre["image_size"]),
-            "image_size": pre["image_size"],
+            "cv": {"avg_val_loss": cv["avg_val_loss"], **{k: cv["oof"][k] for k in keep if k != "map"},
+                   "log_loss": cv["oof"]["log_loss"], "n": cv["oof"]["n"]},
+            "test_clean": {k: clean[k] for k in keep} | {"n": clean["n"]},
+            "test_noise": {k: noise[k] for k in keep} | {"n": noise["n"], "sigma": noise["sigma"]},
+            "parameters": cv["parameters"], "macs": cv["macs"], "image_size": cv["image_size"],
         }
     return summary
 
 
-def best_model(summary: dict) -> str:
-    return max(summary, key=lambda m: (summary[m]["test_clean"]["f1"], summary[m]["test_clean"]["accuracy"],
-                                       -summary[m]["cv"]["avg_val_loss"]))
+def ranking_key(summary: dict, name: str):
+    """Higher out-of-fold macro F1, then accuracy, then lower log loss, then fewer MACs, then name."""
+    cv = summary[name]["cv"]
+    return (-cv["f1"], -cv["accuracy"], cv["log_loss"], summary[name]["macs"], name)
 
 
-def measure_timing(models) -> dict:
-    timing = {}
-    for name in models:
-        model, pre = load_fold0(name)
-        size = pre["canvas_size"]  # what predict feeds it: the model's own resize is part of its latency
-        info = read_json(Path("reports/timing") / f"train_{name}.json") or {}
-        timing[name] = {"train_seconds": info.get("seconds"), "train_device": info.get("device"),
-                        "latency_ms_batch1": round(latency_ms(model, size, 1), 3),
-                        "latency_ms_batch64": round(latency_ms(model, size, 64), 3)}
-    return timing
+def choose_best(summary: dict, oof_dir) -> dict:
+    """The best model on out-of-fold CV results (never the test set), and the models it is not
+    significantly better than (exact McNemar test on the same out-of-fold images)."""
+    ranked = sorted(summary, key=lambda m: ranking_key(summary, m))
+    best = ranked[0]
+    correct = {}
+    for name in ranked:
+        table = pd.read_csv(Path(oof_dir) / f"{name}.csv", keep_default_na=False)
+        correct[name] = (table["actual"] == table["predicted"]).to_numpy()
+    ties = {}
+    for other in ranked[1:]:
+        if len(correct[other]) == len(correct[best]):
+            test = mcnemar_exact(correct[other], correct[best])
+            if test["p_value"] >= TIE_P_VALUE:
+                ties[other] = round(test["p_value"], 4)
+    return {"best_model": best, "ranking": ranked,
+            "chosen_by": "out-of-fold CV macro F1; ties broken by OOF accuracy, OOF log loss, fewer MACs, name",
+            "statistical_ties": ties}
 
 
 def pct(x) -> str:
     return f"{100 * x:.2f}"
 
 
-def summary_markdown(summary: dict, best: str) -> str:
+def with_interval(block: dict, key: str) -> str:
+    low, high = block[f"{key}_ci95"]
+    return f"{pct(block[key])} ({pct(low)}–{pct(high)})"
+
+
+def summary_markdown(summary: dict, choice: dict) -> str:
     names = list(summary)
-    sigma = summary[names[0]]["test_noise"]["sigma"]
-    lines = ["## Cross-validation loss", "", "| model | avg val loss | best fold loss |", "|---|---|---|"]
-    lines += [f"| {m} | {summary[m]['cv']['avg_val_loss']:.4f} | {summary[m]['cv']['best_fold_loss']:.4f} |"
-              for m in names]
-    for key, title in (("test_clean", "Clean test set (fold ensemble)"),
+    first = summary[names[0]]
+    lines = [f"## Cross-validation, out-of-fold ({first['cv']['n']} train/val images)", "",
+             "| model | accuracy % (95% CI) | macro F1 % (95% CI) | log loss | avg val loss |", "|---|---|---|---|---|"]
+    lines += [f"| {m} | {with_interval(summary[m]['cv'], 'accuracy')} | {with_interval(summary[m]['cv'], 'f1')} | "
+              f"{summary[m]['cv']['log_loss']:.4f} | {summary[m]['cv']['avg_val_loss']:.4f} |" for m in names]
+    sigma = first["test_noise"]["sigma"]
+    for key, title in (("test_clean", f"Clean test set, fold ensemble ({first['test_clean']['n']} images)"),
                        ("test_noise", f"Test set with Gaussian noise, sigma {sigma}")):
-        lines += ["", f"## {title}", "", "| model | accuracy % | macro F1 % | mAP % |", "|---|---|---|---|"]
-        lines += [f"| {m} | {pct(summary[m][key]['accuracy'])} | {pct(summary[m][key]['f1'])} | "
+        lines += ["", f"## {title}", "", "| model | accuracy % (95% CI) | macro F1 % (95% CI) | mAP % |",
+                  "|---|---|---|---|"]
+        lines += [f"| {m} | {with_interval(summary[m][key], 'accuracy')} | {with_interval(summary[m][key], 'f1')} | "
                   f"{pct(summary[m][key]['map'])} |" for m in names]
     lines += ["", "## Size", "", "| model | input px | parameters (M) | MACs per image (M) |", "|---|---|---|---|"]
     lines += [f"| {m} | {summary[m]['image_size']} | {summary[m]['parameters'] / 1e6:.2f} | "
               f"{summary[m]['macs'] / 1e6:.1f} |" for m in names]
-    lines += ["", f"Best model (clean-test macro F1): **{best}**", ""]
-    return "\n".join(lines)
-
-
-def timing_markdown(timing: dict) -> str:
-    lines = ["| model | training time, all folds (s) | device | CPU ms/image, batch 1 | CPU ms/image, batch 64 |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {m} | {t['train_seconds']} | {t['train_device']} | {t['latency_ms_batch1']:.2f} | "
-              f"{t['latency_ms_batch64']:.3f} |" for m, t in timing.items()]
+    best = choice["best_model"]
+    lines += ["", f"Best model, chosen on out-of-fold CV macro F1 before the test set is looked at: **{best}**."]
+    if choice["statistical_ties"]:
+        tied = ", ".join(f"{m} (p = {p:.2f})" for m, p in choice["statistical_ties"].items())
+        lines += [f"It is a statistical tie with {tied}: the exact McNemar test on the same out-of-fold "
+                  "images finds no significant difference (p >= 0.05), so another seed or machine may rank them "
+                  "the other way."]
+    else:
+        lines += ["It is significantly better than every other model on the out-of-fold images "
+                  "(exact McNemar test, p < 0.05)."]
     return "\n".join(lines) + "\n"
+
+
+def robustness_curves(models, curve_dir) -> pd.DataFrame:
+    frames = [pd.read_csv(Path(curve_dir) / f"{m}.csv").assign(model=m) for m in models]
+    return pd.concat(frames, ignore_index=True)
+

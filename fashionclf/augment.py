@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -30,7 +28,7 @@ def random_affine(pixels: np.ndarray, params: AugmentParams, rng) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8)
 
 
-def augment(params: AugmentParams, trainval_dir="data/balance/trainval", out="data/augment"):
+def augment(params: AugmentParams, trainval_dir, out):
     """Each original once (first copy) plus ``variants`` variants; oversampled copies are all variants."""
     images, manifest = load_imageset(trainval_dir)
     rng = np.random.default_rng(params.seed)
@@ -49,33 +47,21 @@ def augment(params: AugmentParams, trainval_dir="data/balance/trainval", out="da
     return table, np.stack(pool)
 
 
-def plot_samples(images: np.ndarray, table: pd.DataFrame, params: AugmentParams, path,
-                 sources: int = 2, variants: int = 3) -> None:
+def sample_grid(images: np.ndarray, table: pd.DataFrame, params: AugmentParams, sources: int = 2,
+                variants: int = 3) -> list[tuple[str, list[tuple[np.ndarray, str]]]]:
     """Per category: a few source images, each followed by variants drawn with the augment params."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rng = np.random.default_rng(params.seed)
-    categories = sorted(table["category"].unique())
-    columns = sources * (1 + variants)
-    fig, axes = plt.subplots(len(categories), columns, figsize=(columns * 1.1, len(categories) * 1.3),
-                             squeeze=False)
-    for r, category in enumerate(categories):
+    rows = []
+    for category in sorted(table["category"].unique()):
         originals = table.index[(table["category"] == category) & (table["variant"] == 0)][:sources]
         cells = []
         for i in originals:
             cells.append((np.asarray(images[i]), "original"))
             cells += [(random_affine(np.asarray(images[i]), params, rng), "variant") for _ in range(variants)]
-        for c, ax in enumerate(axes[r]):
-            ax.axis("off")
-            if c < len(cells):
-                ax.imshow(cells[c][0])
-                ax.set_title(cells[c][1], fontsize=7)
-        axes[r][0].text(-0.15, 0.5, category, transform=axes[r][0].transAxes, ha="right", va="center")
-    fig.suptitle(f"Augmentation: rotation ±{params.rotation:g}°, flip p={params.hflip:g}, "
-                 f"scale {params.scale[0]:g}–{params.scale[1]:g}", fontsize=9)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+        rows.append((category, cells))
+    return rows
+
+
+def describe(params: AugmentParams) -> str:
+    return (f"Augmentation: rotation ±{params.rotation:g}°, flip p={params.hflip:g}, "
+            f"scale {params.scale[0]:g}–{params.scale[1]:g}")

@@ -1,46 +1,37 @@
-"""balance: a stratified test hold-out from distinct sources, then per-category under/oversampling."""
+"""balance: a stratified test hold-out from each category's own distinct images, then per-category
+under/oversampling of what remains for training."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from .errors import DataError, assert_disjoint
 from .params import BalanceParams
 from .store import load_imageset, save_imageset
 
 
-class DataError(RuntimeError):
-    """The data cannot satisfy the parameters (too few images, leakage)."""
-
-
-class LeakageError(DataError):
-    pass
-
-
-def assert_disjoint(groups_a, groups_b, where: str) -> None:
-    shared = set(groups_a) & set(groups_b)
-    if shared:
-        example = sorted(shared)[0]
-        raise LeakageError(f"leakage: {len(shared)} source image(s) on both sides of {where}, e.g. {example}")
+def test_count(n_sources: int, params: BalanceParams) -> int:
+    """``test_fraction`` of the category's own distinct images, at most ``test_max_per_class``:
+    a small category keeps most of its images for training, whatever the training count."""
+    n_test = max(1, round(params.test_fraction * n_sources))
+    return min(n_test, params.test_max_per_class) if params.test_max_per_class else n_test
 
 
 def split_category(rows: pd.DataFrame, params: BalanceParams, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     category = rows["category"].iloc[0]
-    n_test = max(1, round(params.test_fraction * params.per_class))
-    n_trainval = params.per_class - n_test
-    if len(rows) <= n_test or n_trainval < 1:
-        raise DataError(f"category {category!r} has {len(rows)} images: too few for balance.per_class="
-                        f"{params.per_class} with balance.test_fraction={params.test_fraction} "
-                        f"(needs more than {n_test} distinct images)")
+    n_test = test_count(len(rows), params)
+    if len(rows) - n_test < 1:
+        raise DataError(f"category {category!r} has {len(rows)} distinct images: too few to hold out "
+                        f"balance.test_fraction={params.test_fraction} for the test set and train on the rest")
     order = rng.permutation(len(rows))
     test = rows.iloc[order[:n_test]]
     rest = rows.iloc[order[n_test:]]
-    picks = np.arange(n_trainval) % len(rest)  # beyond the sources: repeat them, augment makes them new
-    trainval = rest.iloc[picks].assign(copy=np.arange(n_trainval) // len(rest))
+    picks = np.arange(params.per_class) % len(rest)  # beyond the sources: repeat them, augment makes them new
+    trainval = rest.iloc[picks].assign(copy=np.arange(params.per_class) // len(rest))
     return test, trainval
 
 
-def balance(params: BalanceParams, clean_dir="data/clean", labels_csv="data/labels.csv",
-            out="data/balance") -> dict:
+def balance(params: BalanceParams, clean_dir, labels_csv, out) -> dict:
     images, _ = load_imageset(clean_dir)
     labels = pd.read_csv(labels_csv, keep_default_na=False).sort_values("path", kind="stable")
     if labels.empty:
@@ -58,6 +49,8 @@ def balance(params: BalanceParams, clean_dir="data/clean", labels_csv="data/labe
     save_imageset(f"{out}/trainval", images[trainval["row"].to_numpy()],
                   trainval[cols + ["copy"]].reset_index(drop=True))
     count = lambda df: {k: int(v) for k, v in df["category"].value_counts().sort_index().items()}
-    return {"test": count(test), "trainval": count(trainval),
+    first_copies = trainval[trainval["copy"] == 0]
+    return {"sources": count(labels), "test": count(test), "train_sources": count(first_copies),
+            "trainval": count(trainval),
             "oversampled": {c: int(n) for c, n in
                             trainval.groupby("category")["copy"].apply(lambda s: (s > 0).sum()).items()}}

@@ -24,8 +24,8 @@ def list_raw_files(raw: Path) -> list[str]:
     return sorted(found)
 
 
-def clean(raw: Path | str, size: int, min_side: int, max_pixels: int,
-          out: Path | str = "data/clean", dropped_csv: Path | str = "data/clean_dropped.csv") -> dict:
+def clean(raw: Path | str, size: int, min_side: int, max_pixels: int, out: Path | str,
+          dropped_csv: Path | str) -> dict:
     raw = Path(raw)
     files = list_raw_files(raw)
     images, kept, dropped = [], [], []

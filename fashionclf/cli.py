@@ -1,20 +1,30 @@
-"""Entry points: the stage wrapper shared by stages/*.py and the ``fashionclf`` command."""
+"""The stage wrapper shared by stages/*.py: one 'error:' line and exit code 2 for known failures."""
 from __future__ import annotations
 
+import argparse
 import sys
 
-from .params import ParamError
+from .errors import KNOWN_ERRORS
 
 
 def stage_main(run) -> None:
     """Run a stage; a known failure prints one 'error:' line and exits 2 (outputs are written atomically)."""
-    from .balance import DataError
-    from .fetch import FetchError
     try:
         run()
-    except (ParamError, DataError, FetchError) as exc:
+    except KNOWN_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def stage_args(doc: str, *options: str, model: bool = False) -> argparse.Namespace:
+    """Parse a stage's command line: its paths (every one required, as dvc.yaml names them) and,
+    for per-model stages, the model name first."""
+    parser = argparse.ArgumentParser(description=doc)
+    if model:
+        parser.add_argument("model")
+    for option in options:
+        parser.add_argument(f"--{option}", required=True)
+    return parser.parse_args()

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .errors import FetchError
 from .store import atomic_dir
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -30,10 +31,6 @@ FILES = {
 }
 CLASSES = ("t-shirt_top", "trouser", "pullover", "dress", "coat",
            "sandal", "shirt", "sneaker", "bag", "ankle_boot")
-
-
-class FetchError(RuntimeError):
-    pass
 
 
 def sha256(path: Path) -> str:
@@ -115,7 +112,7 @@ def copy_user_folder(src: Path, out: Path) -> dict:
             "skipped_files": skipped}
 
 
-def fetch(source: str, per_class: int, out: Path | str = "data/raw") -> dict:
+def fetch(source: str, per_class: int, out: Path | str) -> dict:
     out = Path(out)
     with atomic_dir(out) as tmp:
         if source == "fashion-mnist":

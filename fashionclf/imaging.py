@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from .errors import ImageRejected
+from .params import PIL_PIXEL_LIMIT
+
 # Reasons an image is dropped; clean.json counts them under these names.
 ZERO_BYTES = "zero_bytes"
 NOT_AN_IMAGE = "not_an_image"
@@ -15,13 +18,6 @@ BOMB = "decompression_bomb"
 TOO_SMALL = "too_small"
 DUPLICATE = "duplicate"
 NOT_A_FILE = "not_a_regular_file"
-
-
-class ImageRejected(Exception):
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -59,10 +55,10 @@ def letterbox(img: Image.Image, size: int) -> np.ndarray:
     return canvas
 
 
-def decode(path: Path, size: int, min_side: int = 1, max_pixels: int | None = None) -> np.ndarray:
+def decode(path: Path, size: int, min_side: int = 1, max_pixels: int = PIL_PIXEL_LIMIT) -> np.ndarray:
     """Decode a file completely (EXIF orientation applied, first frame) into (size, size, 3) uint8.
 
-    Raises ImageRejected with one of the reasons above.
+    Raises ImageRejected with one of the reasons above; images over ``max_pixels`` are never decoded.
     """
     path = Path(path)
     if not path.is_file():
@@ -75,7 +71,7 @@ def decode(path: Path, size: int, min_side: int = 1, max_pixels: int | None = No
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                if max_pixels and img.width * img.height > max_pixels:
+                if img.width * img.height > max_pixels:
                     raise ImageRejected(BOMB, f"{img.width}x{img.height} pixels")
                 if min(img.size) < min_side:
                     raise ImageRejected(TOO_SMALL, f"{img.width}x{img.height} < {min_side}")

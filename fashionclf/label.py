@@ -4,15 +4,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-
-from .params import LabelParams, ParamError
+from .errors import ParamError
+from .params import DROP, LabelParams
 from .store import load_imageset, write_atomic
 
-DROP = "drop"
 
-
-def read_corrections(path: Path | None, categories) -> dict[str, str]:
-    if path is None or not Path(path).is_file():
+def read_corrections(path: Path, categories) -> dict[str, str]:
+    if not path.is_file():
         return {}
     corrections = {}
     with open(path, newline="") as fh:
@@ -48,13 +46,12 @@ def apply_rules(paths, params: LabelParams) -> list[str | None]:
     return labels
 
 
-def label(params: LabelParams, clean_dir="data/clean", out="data/labels.csv",
-          unmatched_csv="data/unmatched.csv") -> dict:
+def label(params: LabelParams, clean_dir, corrections_csv, out, unmatched_csv) -> dict:
+    """Label every cleaned image; ``corrections_csv`` (path,category; may be absent) overrides rules."""
     _, manifest = load_imageset(clean_dir)
     paths = manifest["path"].tolist()
     labels = apply_rules(paths, params)
-    corrections = read_corrections(Path(params.corrections) if params.corrections else None,
-                                   params.categories)
+    corrections = read_corrections(Path(corrections_csv), params.categories)
     corrected = 0
     for i, path in enumerate(paths):
         if path in corrections and corrections[path] != labels[i]:

@@ -6,22 +6,21 @@ letterboxed RGB image in [0, 1] at any size; the exported TorchScript needs noth
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import WeightsUnavailable
+from .registry import LITE0, MODEL_NAMES, TORCHVISION_MODELS  # noqa: F401 (re-exported)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TORCHVISION_MODELS = ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0")
-LITE0 = "efficientnet_lite0"
+DOWNLOAD_TIMEOUT_S = 30
 # EfficientNet-Lite0 was trained on inputs scaled to [-1, 1] (mean 0.5, std 0.5 on [0, 1] pixels)
 LITE0_MEAN, LITE0_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-
-
-class WeightsUnavailable(RuntimeError):
-    pass
 
 
 class Normalized(nn.Module):
@@ -59,11 +58,15 @@ def torchvision_weights_state(name: str):
     if not cached.is_file() and os.environ.get("FASHIONCLF_OFFLINE"):
         raise WeightsUnavailable(f"pretrained weights for {name} not cached: put {filename} in "
                                  f"{cached.parent} (or unset FASHIONCLF_OFFLINE to download {weights.url})")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # torch.hub sets none: an offline machine would hang
     try:
         return weights.get_state_dict(progress=False)
     except OSError as exc:  # URLError is an OSError: offline and not cached
         raise WeightsUnavailable(f"pretrained weights for {name} unavailable ({exc}): download {weights.url} "
                                  f"and put {filename} in {cached.parent}, or set train.pretrained: false") from None
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def replace_head(net: nn.Module, num_classes: int) -> nn.Module:
@@ -111,3 +114,15 @@ def build_model(name: str, num_classes: int, pretrained: bool, image_size: int |
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, image_size: int) -> int:
+    """Multiply-accumulates of one forward pass on one image, by torch's FLOP counter (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(torch.zeros(1, 3, image_size, image_size))
+    model.train(was_training)
+    return int(counter.get_total_flops() // 2)

@@ -1,267 +1,225 @@
-"""Typed schema for params.yaml: every stage loads its section through here.
+"""Typed schema for params.yaml (pydantic v2): every stage loads its section through here.
 
-A bad value raises ParamError with one line naming the key and the value;
-``fashionclf.cli.stage_main`` turns it into that line on stderr and exit code 2.
+params.yaml is the one source of values: no field has a default here. A bad value raises
+ParamError with one line naming the key and the value; ``cli.stage_main`` prints that line and
+exits with code 2.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import ParamError
+from .registry import MODEL_NAMES
 
 PARAMS_FILE = Path("params.yaml")
-KNOWN_MODELS = ("mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0", "efficientnet_lite0")
+DROP = "drop"                  # a correction that removes an image
+NEEDS_REVIEW = "needs_review"  # predict's label for an image below the confidence threshold
+RESERVED_CATEGORIES = (DROP, NEEDS_REVIEW)
+PIL_PIXEL_LIMIT = 89_478_485   # PIL's decompression-bomb limit, the default for clean.max_pixels
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-class ParamError(ValueError):
-    """A parameter in params.yaml is missing or invalid."""
+def invalid(why: str, value: Any, key: str | None = None) -> PydanticCustomError:
+    """An error whose text becomes '<key> <why>, got <value>'; ``key`` is relative to the section."""
+    return PydanticCustomError("param", "{why}", {"why": why, "value": value, "key": key})
 
 
-def _fail(key: str, value: Any, why: str) -> None:
-    raise ParamError(f"params.yaml: {key} {why}, got {value!r}")
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _int(key, value, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(key, value, "must be an integer")
-    if minimum is not None and value < minimum:
-        _fail(key, value, f"must be >= {minimum}")
-    return value
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
 
 
-def _float(key, value, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        _fail(key, value, "must be a number")
-    value = float(value)
-    if low is not None and (value < low or (low_open and value == low)):
-        _fail(key, value, f"must be {'>' if low_open else '>='} {low}")
-    if high is not None and (value > high or (high_open and value == high)):
-        _fail(key, value, f"must be {'<' if high_open else '<='} {high}")
-    return value
+class FetchParams(Section):
+    source: str = Field(min_length=1)
+    per_class: int = Field(ge=0)
 
 
-def _str(key, value):
-    if not isinstance(value, str) or not value:
-        _fail(key, value, "must be a non-empty string")
-    return value
+class CleanParams(Section):
+    # not "size": DVC leaves params named size or nfiles out of its run-cache key (treeverse/dvc#10296)
+    canvas_size: int = Field(ge=8)
+    min_side: int = Field(ge=1)
+    max_pixels: int = Field(ge=1)
 
 
-def _bool(key, value):
-    if not isinstance(value, bool):
-        _fail(key, value, "must be true or false")
-    return value
-
-
-def _mapping(key, value):
-    if not isinstance(value, dict):
-        _fail(key, value, "must be a mapping")
-    return value
-
-
-def _check_keys(section: str, raw: dict, allowed) -> None:
-    for key in raw:
-        if key not in allowed:
-            _fail(f"{section}.{key}", raw[key], f"is not a known key (known: {', '.join(allowed)})")
-
-
-@dataclass(frozen=True)
-class FetchParams:
-    source: str = "fashion-mnist"
-    per_class: int = 2000
-
-    @classmethod
-    def parse(cls, raw):
-        _check_keys("fetch", raw, [f.name for f in fields(cls)])
-        return cls(source=_str("fetch.source", raw.get("source", cls.source)),
-                   per_class=_int("fetch.per_class", raw.get("per_class", cls.per_class), 0))
-
-
-@dataclass(frozen=True)
-class CleanParams:
-    size: int = 32
-    min_side: int = 8
-    max_pixels: int = 89478485
-
-    @classmethod
-    def parse(cls, raw):
-        _check_keys("clean", raw, [f.name for f in fields(cls)])
-        return cls(size=_int("clean.size", raw.get("size", cls.size), 8),
-                   min_side=_int("clean.min_side", raw.get("min_side", cls.min_side), 1),
-                   max_pixels=_int("clean.max_pixels", raw.get("max_pixels", cls.max_pixels), 1))
-
-
-@dataclass(frozen=True)
-class Rule:
+class Rule(Section):
     pattern: re.Pattern
     category: str
 
-
-@dataclass(frozen=True)
-class LabelParams:
-    categories: tuple[str, ...]
-    rules: tuple[Rule, ...]
-    corrections: str | None = None
-
+    @field_validator("pattern", mode="before")
     @classmethod
-    def parse(cls, raw):
-        _check_keys("label", raw, ["categories", "rules", "corrections"])
-        cats = raw.get("categories")
-        if not isinstance(cats, list) or not all(isinstance(c, str) and c for c in cats):
-            _fail("label.categories", cats, "must be a list of names")
+    def compile_pattern(cls, value):
+        if not isinstance(value, str) or not value:
+            raise invalid("must be a non-empty string", value)
+        try:
+            return re.compile(value)
+        except re.error as exc:
+            raise invalid(f"is not a valid regex ({exc})", value) from None
+
+
+class LabelParams(Section):
+    categories: list[Annotated[str, Field(min_length=1)]]
+    rules: list[Rule] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def categories_and_rules_agree(self):
+        cats = self.categories
         if len(set(cats)) < 2:
-            _fail("label.categories", cats, "must name at least two distinct categories")
-        if "drop" in cats or "needs_review" in cats:
-            _fail("label.categories", cats, "must not use the reserved names 'drop' or 'needs_review'")
-        rules_raw = raw.get("rules")
-        if not isinstance(rules_raw, list) or not rules_raw:
-            _fail("label.rules", rules_raw, "must be a non-empty list of {pattern, category}")
-        rules = []
-        for i, rule in enumerate(rules_raw):
-            key = f"label.rules[{i}]"
-            if not isinstance(rule, dict) or set(rule) != {"pattern", "category"}:
-                _fail(key, rule, "must be a mapping with exactly 'pattern' and 'category'")
-            if rule["category"] not in cats:
-                _fail(f"{key}.category", rule["category"], f"must be one of label.categories {cats}")
-            try:
-                pattern = re.compile(_str(f"{key}.pattern", rule["pattern"]))
-            except re.error as exc:
-                _fail(f"{key}.pattern", rule["pattern"], f"is not a valid regex ({exc})")
-            rules.append(Rule(pattern, rule["category"]))
+            raise invalid("must name at least two distinct categories", cats, "categories")
+        if set(cats) & set(RESERVED_CATEGORIES):
+            raise invalid(f"must not use the reserved names {RESERVED_CATEGORIES}", cats, "categories")
+        for i, rule in enumerate(self.rules):
+            if rule.category not in cats:
+                raise invalid(f"must be one of label.categories {cats}", rule.category, f"rules[{i}].category")
         for cat in cats:
-            if not any(r.category == cat for r in rules):
-                _fail("label.categories", cat, "has a category with no rule in label.rules")
-        corrections = raw.get("corrections")
-        if corrections is not None:
-            corrections = _str("label.corrections", corrections)
-        return cls(tuple(cats), tuple(rules), corrections)
+            if not any(r.category == cat for r in self.rules):
+                raise invalid("has a category with no rule in label.rules", cat, "categories")
+        return self
 
 
-@dataclass(frozen=True)
-class BalanceParams:
-    per_class: int = 1000
-    test_fraction: float = 0.2
-    seed: int = 42
+class BalanceParams(Section):
+    per_class: int = Field(ge=1)           # train/val images per category (oversampled if needed)
+    test_fraction: float = Field(gt=0.0, lt=1.0)  # of each category's distinct images
+    test_max_per_class: int = Field(ge=0)  # cap on the test images per category (0: no cap)
+    seed: int
 
+
+class AugmentParams(Section):
+    variants: int = Field(ge=0)
+    rotation: float = Field(ge=0.0, le=180.0)
+    hflip: Fraction
+    scale: tuple[float, float]
+    seed: int
+
+    @field_validator("scale", mode="before")
     @classmethod
-    def parse(cls, raw):
-        _check_keys("balance", raw, [f.name for f in fields(cls)])
-        return cls(per_class=_int("balance.per_class", raw.get("per_class", cls.per_class), 1),
-                   test_fraction=_float("balance.test_fraction", raw.get("test_fraction", cls.test_fraction),
-                                        0, 1, low_open=True, high_open=True),
-                   seed=_int("balance.seed", raw.get("seed", cls.seed)))
+    def ordered_scale(cls, value):
+        ok = (isinstance(value, (list, tuple)) and len(value) == 2
+              and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in value)
+              and 0 < value[0] <= value[1])
+        if not ok:
+            raise invalid("must be [low, high] with 0 < low <= high", value)
+        return tuple(float(s) for s in value)
 
 
-@dataclass(frozen=True)
-class AugmentParams:
-    variants: int = 1
-    rotation: float = 15.0
-    hflip: float = 0.5
-    scale: tuple[float, float] = (0.9, 1.1)
-    seed: int = 42
-
-    @classmethod
-    def parse(cls, raw):
-        _check_keys("augment", raw, [f.name for f in fields(cls)])
-        scale = raw.get("scale", list(cls.scale))
-        if (not isinstance(scale, list) or len(scale) != 2
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scale)
-                or not 0 < scale[0] <= scale[1]):
-            _fail("augment.scale", scale, "must be [low, high] with 0 < low <= high")
-        return cls(variants=_int("augment.variants", raw.get("variants", cls.variants), 0),
-                   rotation=_float("augment.rotation", raw.get("rotation", cls.rotation), 0, 180),
-                   hflip=_float("augment.hflip", raw.get("hflip", cls.hflip), 0, 1),
-                   scale=(float(scale[0]), float(scale[1])),
-                   seed=_int("augment.seed", raw.get("seed", cls.seed)))
-
-
-@dataclass(frozen=True)
-class ModelParams:
+class ModelParams(Section):
     name: str
-    image_size: int
-    epochs: int
-    lr: float
+    image_size: int = Field(ge=16)
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0.0)
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    folds: int = 5
-    batch_size: int = 64
-    patience: int = 2
-    noise_aug_sigma: float = 0.0
-    pretrained: bool = False
-    device: str = "auto"
-    seed: int = 42
-    models: dict = field(default_factory=dict)
+class TrainParams(Section):
+    folds: int = Field(ge=2)
+    batch_size: int = Field(ge=2)
+    eval_batch_size: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    pct_start: float = Field(gt=0.0, lt=1.0)  # share of the one-cycle schedule spent warming up
+    flip: Fraction                           # on-the-fly horizontal flip probability
+    shift: float = Field(ge=0.0, le=0.5)     # on-the-fly shift, as a fraction of the side
+    noise_aug_sigma: NonNegative
+    pretrained: bool
+    device: str
+    threads: int = Field(ge=1)
+    seed: int
+    models: dict[str, ModelParams]
 
+    @field_validator("models", mode="before")
     @classmethod
-    def parse(cls, raw):
-        _check_keys("train", raw, [f.name for f in fields(cls)])
-        models_raw = _mapping("train.models", raw.get("models"))
-        if not models_raw:
-            _fail("train.models", models_raw, "must name at least one model")
-        models = {}
-        for name, spec in models_raw.items():
-            if name not in KNOWN_MODELS:
-                _fail("train.models", name, f"has an unknown model (known: {', '.join(KNOWN_MODELS)})")
-            key = f"train.models.{name}"
-            spec = _mapping(key, spec)
-            _check_keys(key, spec, ["image_size", "epochs", "lr"])
-            models[name] = ModelParams(
-                name=name,
-                image_size=_int(f"{key}.image_size", spec.get("image_size", 32), 16),
-                epochs=_int(f"{key}.epochs", spec.get("epochs", 5), 1),
-                lr=_float(f"{key}.lr", spec.get("lr", 1e-3), 0, low_open=True))
-        device = _str("train.device", raw.get("device", cls.device))
-        if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-            _fail("train.device", device, "must be auto, cpu, cuda or cuda:N")
-        return cls(folds=_int("train.folds", raw.get("folds", cls.folds), 2),
-                   batch_size=_int("train.batch_size", raw.get("batch_size", cls.batch_size), 1),
-                   patience=_int("train.patience", raw.get("patience", cls.patience), 1),
-                   noise_aug_sigma=_float("train.noise_aug_sigma", raw.get("noise_aug_sigma", 0.0), 0),
-                   pretrained=_bool("train.pretrained", raw.get("pretrained", cls.pretrained)),
-                   device=device,
-                   seed=_int("train.seed", raw.get("seed", cls.seed)),
-                   models=models)
+    def known_models(cls, value):
+        if not isinstance(value, dict) or not value:
+            raise invalid("must name at least one model", value)
+        for name, spec in value.items():
+            if name not in MODEL_NAMES:
+                raise invalid(f"has an unknown model (known: {', '.join(MODEL_NAMES)})", name)
+            if not isinstance(spec, dict):
+                raise invalid("must be a mapping of image_size, epochs, lr", spec, f"models.{name}")
+        return {name: {"name": name, **spec} for name, spec in value.items()}
+
+    @field_validator("device")
+    @classmethod
+    def known_device(cls, value):
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise invalid("must be auto, cpu, cuda or cuda:N", value)
+        return value
 
     def model(self, name: str) -> ModelParams:
         if name not in self.models:
-            _fail("train.models", name, f"has no entry for this model (have: {', '.join(self.models)})")
+            raise ParamError(f"params.yaml: train.models has no entry for {name!r} (have: {', '.join(self.models)})")
         return self.models[name]
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
-    batch_size: int = 256
+class EvaluateParams(Section):
+    batch_size: int = Field(ge=1)
+    threads: int = Field(ge=1)
 
+
+class NoiseParams(Section):
+    sigma: NonNegative
+    sigmas: list[float] = Field(min_length=1)  # the robustness curve, besides sigma 0 (the clean test)
+    seed: int
+
+    @field_validator("sigmas")
     @classmethod
-    def parse(cls, raw):
-        _check_keys("evaluate", raw, [f.name for f in fields(cls)])
-        return cls(batch_size=_int("evaluate.batch_size", raw.get("batch_size", cls.batch_size), 1))
+    def non_negative(cls, value):
+        for s in value:
+            if s < 0:
+                raise invalid("must be >= 0", float(s))
+        return value
 
 
-@dataclass(frozen=True)
-class NoiseParams:
-    sigma: float = 0.1
-    sigmas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
-    seed: int = 7
+SECTIONS = {"fetch": FetchParams, "clean": CleanParams, "label": LabelParams, "balance": BalanceParams,
+            "augment": AugmentParams, "train": TrainParams, "evaluate": EvaluateParams, "noise": NoiseParams}
 
-    @classmethod
-    def parse(cls, raw):
-        _check_keys("noise", raw, [f.name for f in fields(cls)])
-        sigmas = raw.get("sigmas", list(cls.sigmas))
-        if not isinstance(sigmas, list) or not sigmas:
-            _fail("noise.sigmas", sigmas, "must be a non-empty list of numbers >= 0")
-        return cls(sigma=_float("noise.sigma", raw.get("sigma", cls.sigma), 0),
-                   sigmas=tuple(_float("noise.sigmas", s, 0) for s in sigmas),
-                   seed=_int("noise.seed", raw.get("seed", cls.seed)))
+MESSAGES = {"greater_than_equal": "must be >= {ge:g}", "greater_than": "must be > {gt:g}",
+            "less_than_equal": "must be <= {le:g}", "less_than": "must be < {lt:g}",
+            "int_type": "must be an integer", "float_type": "must be a number", "bool_type": "must be true or false",
+            "string_type": "must be a string", "string_too_short": "must be a non-empty string",
+            "too_short": "must not be empty", "list_type": "must be a list", "dict_type": "must be a mapping",
+            "model_type": "must be a mapping", "tuple_type": "must be a list", "missing": "is missing"}
 
 
-SECTIONS = {"fetch": FetchParams, "clean": CleanParams, "label": LabelParams,
-            "balance": BalanceParams, "augment": AugmentParams, "train": TrainParams,
-            "evaluate": EvaluateParams, "noise": NoiseParams}
+def dotted(section: str, loc) -> str:
+    key = section
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return key
+
+
+def describe(section: str, error: dict, known_keys) -> str:
+    """One pydantic error as the one line the user sees: 'params.yaml: <key> <why>, got <value>'."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = [p for p in error["loc"] if p not in ("function-after", "function-before")]
+    if kind == "param":
+        key = dotted(section, loc) + (f".{ctx['key']}" if ctx.get("key") else "")
+        return f"params.yaml: {key} {ctx['why']}, got {ctx['value']!r}"
+    key = dotted(section, loc)
+    if kind == "extra_forbidden":
+        return f"params.yaml: {key} is not a known key (known: {', '.join(known_keys)}), got {value!r}"
+    if kind == "missing":
+        return f"params.yaml: {key} is missing"
+    why = MESSAGES.get(kind, error["msg"]).format(**ctx) if kind in MESSAGES else error["msg"]
+    if any(isinstance(ctx.get(k), float) for k in ("ge", "gt", "le", "lt")) and isinstance(value, int):
+        value = float(value)  # a float key shows its value as a float
+    return f"params.yaml: {key} {why}, got {value!r}"
+
+
+def parse(section: str, raw: Any):
+    schema = SECTIONS[section]
+    if not isinstance(raw, dict):
+        raise ParamError(f"params.yaml: {section} must be a mapping, got {raw!r}")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamError(describe(section, exc.errors()[0], list(schema.model_fields))) from None
 
 
 def load(section: str, path: Path | str = PARAMS_FILE):
@@ -275,4 +233,4 @@ def load(section: str, path: Path | str = PARAMS_FILE):
         raise ParamError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if section not in doc:
         raise ParamError(f"params.yaml: section '{section}' is missing")
-    return SECTIONS[section].parse(_mapping(section, doc[section]))
+    return parse(section, doc[section])

@@ -1,4 +1,4 @@
-"""Batch labelling of new product images, and the TorchScript export a shop can serve with torch alone.
+"""Batch labelling of new product images with a trained fold ensemble or its ONNX export.
 
 Preprocessing comes from the checkpoint (canvas size, model input size): the same letterbox as
 clean, then the same resize as training. Decoding runs in DataLoader workers beside the model.
@@ -12,42 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from .evaluation import Ensemble
-from .imaging import ImageRejected, decode
-
-NEEDS_REVIEW = "needs_review"
-PIL_PIXEL_LIMIT = 89_478_485  # decompression bombs are reported, never decoded
-EXPORT_DIR = Path("models/export")
-
-
-class EnsembleModule(nn.Module):
-    """[N, 3, canvas, canvas] floats in [0, 1] -> mean softmax of the fold models (each resizes itself)."""
-
-    def __init__(self, models):
-        super().__init__()
-        self.models = nn.ModuleList(models)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.softmax(model(x), dim=1) for model in self.models]).mean(0)
-
-
-def export(model_dir: Path | str, out_dir: Path | str = EXPORT_DIR) -> dict:
-    ensemble = Ensemble.load(model_dir)
-    module = EnsembleModule(ensemble.models).eval()
-    canvas = ensemble.preprocessing["canvas_size"]
-    example = torch.rand(2, 3, canvas, canvas)
-    with torch.no_grad():
-        traced = torch.jit.trace(module, example, check_trace=False)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    traced.save(str(out_dir / "model.pt"))
-    labels = {"model": ensemble.name, "folds": len(ensemble.models), "categories": ensemble.categories,
-              "preprocessing": ensemble.preprocessing}
-    (out_dir / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
-    return labels
+from .errors import ImageRejected
+from .imaging import decode
+from .inference import Ensemble
+from .params import NEEDS_REVIEW
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -75,37 +45,38 @@ class DecodedImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         try:
-            pixels = decode(self.paths[i], self.canvas_size, max_pixels=PIL_PIXEL_LIMIT)
+            pixels = decode(self.paths[i], self.canvas_size)  # bombs are reported, never decoded
             return torch.from_numpy(pixels).permute(2, 0, 1), i, ""
         except ImageRejected as exc:
             return torch.zeros(3, self.canvas_size, self.canvas_size, dtype=torch.uint8), i, str(exc)
 
 
 class Predictor:
-    """A callable from [N, 3, canvas, canvas] uint8 to probabilities, from a checkpoint or an export."""
+    """A callable from [N, 3, canvas, canvas] uint8 to probabilities: a model's fold ensemble under
+    torch, or the ONNX export under onnxruntime."""
 
-    def __init__(self, model: str | None = None, exported: str | None = None, models_dir="models"):
+    def __init__(self, model: str | None = None, exported: str | None = None, models_dir="models",
+                 best="reports/best_model.json"):
         if exported:
-            self.module = torch.jit.load(exported, map_location="cpu").eval()
-            labels = json.loads((Path(exported).parent / "labels.json").read_text())
-            self.name = f"{labels['model']} (exported)"
+            from .export import OnnxEnsemble
+            self.module = OnnxEnsemble(exported)
+            self.name = f"{self.module.name} (exported)"
         else:
-            model = model or best_model_name()
-            ensemble = Ensemble.load(Path(models_dir) / model)
-            self.module = EnsembleModule(ensemble.models).eval()
-            labels = {"categories": ensemble.categories, "preprocessing": ensemble.preprocessing}
+            model = model or best_model_name(best)
+            self.module = Ensemble.load(Path(models_dir) / model)
             self.name = model
-        self.categories = labels["categories"]
-        self.canvas_size = labels["preprocessing"]["canvas_size"]
+        self.categories = self.module.categories
+        self.canvas_size = self.module.preprocessing["canvas_size"]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, batch_uint8: torch.Tensor) -> np.ndarray:
         x = (batch_uint8.float() / 255).contiguous(memory_format=torch.channels_last)
-        return self.module(x).numpy()
+        probs = self.module(x)
+        return probs.numpy() if isinstance(probs, torch.Tensor) else probs
 
 
 def best_model_name(best="reports/best_model.json") -> str:
-    """The best model of the last aggregate (by clean-test macro F1)."""
+    """The best model of the last aggregate (chosen on out-of-fold cross-validation results)."""
     path = Path(best)
     if not path.is_file():
         raise FileNotFoundError(f"{best} not found: run `dvc repro` first or pass --model")

@@ -1,26 +1,25 @@
-"""Stage aggregate: metrics/summary.json and reports/summary.md for every model (reads params: train.models).
-
-Timings (training seconds, CPU latency) depend on the machine, so they go to the untracked
-reports/timing.{json,md}; everything DVC tracks here is deterministic.
-"""
+"""Stage aggregate: the model comparison (metrics/summary.json, reports/summary.md), the best model
+chosen on out-of-fold CV results, and one robustness plot for all models (reads params: train.models)."""
 from fashionclf import params
-from fashionclf.aggregate import best_model, collect, measure_timing, summary_markdown, timing_markdown
-from fashionclf.cli import stage_main
+from fashionclf.aggregate import choose_best, collect, robustness_curves, summary_markdown
+from fashionclf.cli import stage_args, stage_main
+from fashionclf.plotting import plot_robustness
 from fashionclf.store import write_atomic, write_json
 
 
 def main():
+    args = stage_args(__doc__, "cv", "test-clean", "test-noise", "oof", "curves", "summary", "report", "best",
+                      "robustness-png")
     models = list(params.load("train").models)
-    summary = collect(models)
-    best = best_model(summary)
-    write_json("metrics/summary.json", {"best_model": best, "models": summary})
-    write_json("reports/best_model.json", {"best_model": best, "chosen_by": "clean-test macro F1"})
-    write_atomic("reports/summary.md", summary_markdown(summary, best))
-    timing = measure_timing(models)
-    write_json("reports/timing.json", timing)
-    write_atomic("reports/timing.md", timing_markdown(timing))
-    print(summary_markdown(summary, best))
-    print(timing_markdown(timing))
+    summary = collect(models, args.cv, args.test_clean, args.test_noise)
+    choice = choose_best(summary, args.oof)
+    summary = {m: summary[m] for m in choice["ranking"]}
+    write_json(args.summary, {"best_model": choice["best_model"], "models": summary})
+    write_json(args.best, choice)
+    report = summary_markdown(summary, choice)
+    write_atomic(args.report, report)
+    plot_robustness(robustness_curves(choice["ranking"], args.curves), args.robustness_png)
+    print(report)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Stage balance: test hold-out and per-category balancing (reads params: balance)."""
 from fashionclf import params
 from fashionclf.balance import balance
-from fashionclf.cli import stage_main
+from fashionclf.cli import stage_args, stage_main
 from fashionclf.store import write_json
 
 
 def main():
-    report = balance(params.load("balance"), "data/clean", "data/labels.csv", "data/balance")
-    write_json("metrics/balance.json", report)
+    args = stage_args(__doc__, "clean", "labels", "out", "metrics")
+    report = balance(params.load("balance"), args.clean, args.labels, args.out)
+    write_json(args.metrics, report)
     print(f"balance: {report}")
 
 

@@ -1,14 +1,15 @@
 """Stage clean: decode, canonicalise, de-duplicate (reads params: clean)."""
 from fashionclf import params
-from fashionclf.cli import stage_main
 from fashionclf.clean import clean
+from fashionclf.cli import stage_args, stage_main
 from fashionclf.store import write_json
 
 
 def main():
+    args = stage_args(__doc__, "raw", "out", "dropped", "metrics")
     p = params.load("clean")
-    report = clean("data/raw", p.size, p.min_side, p.max_pixels, "data/clean", "data/clean_dropped.csv")
-    write_json("metrics/clean.json", report)
+    report = clean(args.raw, p.canvas_size, p.min_side, p.max_pixels, args.out, args.dropped)
+    write_json(args.metrics, report)
     print(f"clean: {report}")
 
 

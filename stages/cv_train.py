@@ -1,12 +1,10 @@
 """Stage cv_train@<model>: grouped stratified k-fold training (reads params: train)."""
-import sys
 from pathlib import Path
 
-import pandas as pd
-
 from fashionclf import params
-from fashionclf.cli import stage_main
-from fashionclf.plotting import plot_training_curves
+from fashionclf.cli import stage_args, stage_main
+from fashionclf.inference import set_threads
+from fashionclf.tracking import log_training_curves
 from fashionclf.store import load_imageset, write_atomic, write_json
 from fashionclf.train import cross_validate
 
@@ -14,19 +12,18 @@ RESUME_DIR = Path(".fashionclf-resume")
 
 
 def main():
-    name = sys.argv[1]
+    args = stage_args(__doc__, "data", "models", "metrics", "curves", "oof", model=True)
     train = params.load("train")
-    model_params = train.model(name)
-    images, manifest = load_imageset("data/augment")
-    result = cross_validate(model_params, train, images, manifest, Path("models") / name, RESUME_DIR / name)
-    write_json(f"metrics/cv/{name}.json", result["metrics"])
-    # machine-dependent, so outside the DVC-tracked outputs (the model files stay byte-identical)
-    write_json(f"reports/timing/train_{name}.json", {"seconds": round(result["seconds"], 1),
-                                                      "device": result["device"]})
-    curves = pd.DataFrame(result["history"]).round(6)
-    write_atomic(f"plots/train/{name}.csv", curves.to_csv(index=False))
-    plot_training_curves(curves, f"{name}: {train.folds}-fold CV", f"plots/png/train/{name}.png")
-    print(f"cv_train {name}: avg val loss {result['metrics']['avg_val_loss']:.4f} in {result['seconds']:.0f}s")
+    model_params = train.model(args.model)
+    set_threads(train.threads)
+    images, manifest = load_imageset(args.data)
+    result = cross_validate(model_params, train, images, manifest, Path(args.models), RESUME_DIR / args.model)
+    write_json(args.metrics, result["metrics"])
+    log_training_curves(result["history"], args.curves)
+    write_atomic(args.oof, result["oof"].to_csv(index=False))
+    oof = result["metrics"]["oof"]
+    print(f"cv_train {args.model}: out-of-fold accuracy {oof['accuracy']:.4f}, macro F1 {oof['f1']:.4f}, "
+          f"avg val loss {result['metrics']['avg_val_loss']:.4f}")
 
 
 if __name__ == "__main__":

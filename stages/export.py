@@ -1,14 +1,16 @@
-"""Stage export: the best model's fold ensemble as TorchScript plus labels.json (no params)."""
+"""Stage export: the best model's fold ensemble as ONNX plus labels.json (no params)."""
+import json
 from pathlib import Path
 
-from fashionclf.cli import stage_main
-from fashionclf.predict import best_model_name, export
+from fashionclf.cli import stage_args, stage_main
+from fashionclf.export import ONNX_FILE, export_onnx
 
 
 def main():
-    name = best_model_name("reports/best_model.json")
-    labels = export(Path("models") / name, "models/export")
-    print(f"export: {name} ({labels['folds']} folds) -> models/export/model.pt")
+    args = stage_args(__doc__, "models", "best", "out")
+    name = json.loads(Path(args.best).read_text())["best_model"]
+    labels = export_onnx(Path(args.models) / name, args.out)
+    print(f"export: {name} ({labels['folds']} folds) -> {Path(args.out) / ONNX_FILE}")
 
 
 if __name__ == "__main__":

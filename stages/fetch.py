@@ -1,14 +1,15 @@
-"""Stage fetch: raw images under data/raw (reads params: fetch)."""
+"""Stage fetch: raw images under --out (reads params: fetch)."""
 from fashionclf import params
-from fashionclf.cli import stage_main
+from fashionclf.cli import stage_args, stage_main
 from fashionclf.fetch import fetch
 from fashionclf.store import write_json
 
 
 def main():
+    args = stage_args(__doc__, "out", "report")
     p = params.load("fetch")
-    report = fetch(p.source, p.per_class, "data/raw")
-    write_json("data/fetch_report.json", report)
+    report = fetch(p.source, p.per_class, args.out)
+    write_json(args.report, report)
     print(f"fetch: {report['files']} files, skipped {report['skipped']}")
 
 

@@ -1,16 +1,22 @@
 """Stage test_clean@<model>: the fold ensemble on the held-out test set (reads params: evaluate)."""
-import sys
-
 from fashionclf import params
-from fashionclf.cli import stage_main
-from fashionclf.evaluation import evaluate_test_set
+from fashionclf.cli import stage_args, stage_main
+from fashionclf.evaluation import evaluate
+from fashionclf.inference import Ensemble, set_threads
+from fashionclf.store import write_atomic, write_json
+from fashionclf.tracking import log_confusion
 
 
 def main():
-    name = sys.argv[1]
+    args = stage_args(__doc__, "models", "test", "metrics", "predictions", "confusion", model=True)
     p = params.load("evaluate")
-    report = evaluate_test_set(name, p.batch_size, sigma=0.0, seed=0, split="test_clean")
-    print(f"test_clean {name}: accuracy {report['accuracy']:.4f}, macro F1 {report['f1']:.4f}")
+    set_threads(p.threads)
+    metrics, table = evaluate(Ensemble.load(args.models), args.test, p.batch_size)[0.0]
+    write_json(args.metrics, metrics)
+    write_atomic(args.predictions, table.to_csv(index=False))
+    log_confusion(table["actual"], table["predicted"], args.confusion, f"{args.model}: clean test set")
+    print(f"test_clean {args.model}: accuracy {metrics['accuracy']:.4f} {metrics['accuracy_ci95']}, "
+          f"macro F1 {metrics['f1']:.4f}")
 
 
 if __name__ == "__main__":

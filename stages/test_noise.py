@@ -1,18 +1,33 @@
-"""Stage test_noise@<model>: the test set under Gaussian noise, plus a robustness curve
-(reads params: noise, evaluate)."""
-import sys
+"""Stage test_noise@<model>: the test set under Gaussian noise, and the robustness curve from
+sigma 0 (the clean predictions) to the largest noise.sigmas (reads params: noise, evaluate)."""
+import pandas as pd
 
 from fashionclf import params
-from fashionclf.cli import stage_main
-from fashionclf.evaluation import evaluate_test_set
+from fashionclf.cli import stage_args, stage_main
+from fashionclf.evaluation import curve_row, evaluate
+from fashionclf.scoring import metrics_from_predictions
+from fashionclf.inference import Ensemble, set_threads
+from fashionclf.store import write_atomic, write_json
+from fashionclf.tracking import log_confusion
 
 
 def main():
-    name = sys.argv[1]
-    noise, evaluate = params.load("noise"), params.load("evaluate")
-    report = evaluate_test_set(name, evaluate.batch_size, sigma=noise.sigma, seed=noise.seed, split="test_noise",
-                               curve_sigmas=noise.sigmas)
-    print(f"test_noise {name}: sigma {noise.sigma}: accuracy {report['accuracy']:.4f}")
+    args = stage_args(__doc__, "models", "test", "clean-predictions", "metrics", "predictions", "confusion",
+                      "curve", model=True)
+    noise, evaluate_params = params.load("noise"), params.load("evaluate")
+    set_threads(evaluate_params.threads)
+    ensemble = Ensemble.load(args.models)
+    clean = pd.read_csv(args.clean_predictions, keep_default_na=False)
+    results = {0.0: (metrics_from_predictions(clean, ensemble.categories), clean)}
+    noisy = sorted({noise.sigma, *noise.sigmas} - {0.0})
+    results |= evaluate(ensemble, args.test, evaluate_params.batch_size, noisy, noise.seed)
+    metrics, table = results[noise.sigma]
+    write_json(args.metrics, {**metrics, "sigma": noise.sigma})
+    write_atomic(args.predictions, table.to_csv(index=False))
+    log_confusion(table["actual"], table["predicted"], args.confusion,
+                  f"{args.model}: test set with Gaussian noise, sigma {noise.sigma}")
+    write_atomic(args.curve, pd.DataFrame([curve_row(s, results[s][0]) for s in sorted(results)]).to_csv(index=False))
+    print(f"test_noise {args.model}: sigma {noise.sigma}: accuracy {metrics['accuracy']:.4f} {metrics['accuracy_ci95']}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import yaml
 from conftest import make_class_folders, make_image, make_project, run
 from fashionclf import params as P
 from fashionclf.augment import augment
-from fashionclf.balance import DataError, LeakageError, assert_disjoint, balance
+from fashionclf.balance import balance
+from fashionclf.errors import DataError, LeakageError, assert_disjoint
 from fashionclf.clean import clean
 from fashionclf.label import label
 from fashionclf.store import load_imageset
@@ -18,15 +19,21 @@ CATS4 = ["accessories", "bags", "clothing", "shoes"]
 RULES4 = [{"pattern": f"^{c}/", "category": c} for c in CATS4]
 
 
-def label_params(corrections=None, categories=CATS4, rules=RULES4):
-    return P.LabelParams.parse({"categories": categories, "rules": rules, "corrections": corrections})
+def label_params(categories=CATS4, rules=RULES4):
+    return P.LabelParams.model_validate({"categories": categories, "rules": rules})
+
+
+def balance_params(per_class, test_fraction=0.25, seed=1, test_max_per_class=0):
+    return P.BalanceParams(per_class=per_class, test_fraction=test_fraction, test_max_per_class=test_max_per_class,
+                           seed=seed)
 
 
 def run_data_half(raw, work, per_class=16, variants=2, corrections=None, seed=1):
     report = {"clean": clean(raw, 24, 4, 10_000_000, work / "clean", work / "dropped.csv")}
-    report["label"] = label(label_params(corrections), work / "clean", work / "labels.csv", work / "unmatched.csv")
-    bp = P.BalanceParams(per_class=per_class, test_fraction=0.25, seed=seed)
-    report["balance"] = balance(bp, work / "clean", work / "labels.csv", work / "balance")
+    report["label"] = label(label_params(), work / "clean", corrections or work / "none.csv", work / "labels.csv",
+                            work / "unmatched.csv")
+    report["balance"] = balance(balance_params(per_class, seed=seed), work / "clean", work / "labels.csv",
+                                work / "balance")
     ap = P.AugmentParams(variants=variants, rotation=20, hflip=0.5, scale=(0.9, 1.1), seed=seed)
     augment(ap, work / "balance/trainval", work / "augment")
     return report
@@ -46,8 +53,10 @@ def test_folder_per_class_with_four_categories(tmp_path):
     assert report["label"]["unmatched"] == 1
     assert pd.read_csv(tmp_path / "work/unmatched.csv")["path"].tolist() == ["misc/stray.png"]
     b = report["balance"]
-    assert all(b["test"][cat] + b["trainval"][cat] == 16 for cat in CATS4)
-    assert b["oversampled"] == {cat: 2 for cat in CATS4}  # 4 test, 10 sources for 12 slots
+    assert b["sources"] == {cat: 14 for cat in CATS4}
+    assert b["test"] == {cat: 4 for cat in CATS4}  # round(0.25 * 14) of each category's own images
+    assert b["trainval"] == {cat: 16 for cat in CATS4}  # the training count does not move the test count
+    assert b["oversampled"] == {cat: 6 for cat in CATS4}  # 10 sources left for 16 slots
     dropped = pd.read_csv(tmp_path / "work/dropped.csv")
     assert set(dropped["reason"]) == {"not_an_image", "zero_bytes"}
 
@@ -93,10 +102,11 @@ def test_rules_first_match_wins_and_corrections_apply(tmp_path):
     corrections.write_text("path,category\nbags/shoe_in_bag_folder.png,shoes\nshoes/img_000.jpg,drop\n")
     rules = [{"pattern": "shoe_in", "category": "shoes"}, {"pattern": "^bags/", "category": "bags"},
              {"pattern": "^shoes/", "category": "shoes"}]
-    report = label(label_params(None, ["bags", "shoes"], rules), work / "clean", work / "l.csv", work / "u.csv")
+    report = label(label_params(["bags", "shoes"], rules), work / "clean", tmp_path / "none.csv", work / "l.csv",
+                   work / "u.csv")
     assert report["per_category"] == {"bags": 6, "shoes": 7}  # the first rule wins over the folder
-    report = label(label_params(str(corrections), ["bags", "shoes"], rules[1:]), work / "clean",
-                   work / "l.csv", work / "u.csv")
+    report = label(label_params(["bags", "shoes"], rules[1:]), work / "clean", corrections, work / "l.csv",
+                   work / "u.csv")
     labels = pd.read_csv(work / "l.csv").set_index("path")["category"]
     assert labels["bags/shoe_in_bag_folder.png"] == "shoes"
     assert "shoes/img_000.jpg" not in labels.index
@@ -110,15 +120,24 @@ def test_leakage_check_fires():
 
 
 def test_too_few_images_for_the_test_split(tmp_path):
-    raw = make_class_folders(tmp_path / "raw", CATS4, per_category=3)
-    with pytest.raises(DataError, match="category 'accessories' has 3 images"):
+    raw = make_class_folders(tmp_path / "raw", CATS4, per_category=1)
+    with pytest.raises(DataError, match="category 'accessories' has 1 distinct images"):
         run_data_half(raw, tmp_path / "work", per_class=40)
+
+
+def test_test_split_is_proportional_to_each_category_and_capped():
+    """A small category keeps most of its images for training, whatever the training count."""
+    from fashionclf.balance import test_count
+    assert test_count(185, balance_params(2000, 0.2)) == 37  # not 0.2 x 2000 = 400 of its 185
+    assert test_count(20, balance_params(2000, 0.2)) == 4
+    assert test_count(12000, balance_params(560, 0.5, test_max_per_class=1000)) == 1000
+    assert test_count(2, balance_params(10, 0.1)) == 1  # at least one test image
 
 
 def test_dvc_repro_augment_on_user_folder_then_selective_rerun(tmp_path):
     raw = make_class_folders(tmp_path / "photos", CATS4, per_category=10)
     project = make_project(tmp_path / "repo", {
-        "fetch.source": str(raw), "clean.size": 24, "label.categories": CATS4, "label.rules": RULES4,
+        "fetch.source": str(raw), "clean.canvas_size": 24, "label.categories": CATS4, "label.rules": RULES4,
         "balance.per_class": 10, "balance.test_fraction": 0.2})
     run(["dvc", "repro", "augment"], project)
     assert json.loads((project / "metrics/label.json").read_text())["per_category"] == {c: 10 for c in CATS4}

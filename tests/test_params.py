@@ -1,10 +1,11 @@
 """Bad parameters: one clear error line naming the key and value, exit code 2, no partial outputs."""
 import copy
+import sys
 
 import pytest
 import yaml
 
-from conftest import ROOT, make_project, python_cmd, run
+from conftest import ROOT, make_project, run
 from fashionclf import params as P
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -37,6 +38,16 @@ def with_change(dotted, value):
     ("train", "train.batch_size", "64", "train.batch_size must be an integer, got '64'"),
     ("fetch", "fetch.per_class", 2.5, "fetch.per_class must be an integer"),
     ("train", "train.epochs", 3, "train.epochs is not a known key"),
+    ("train", "train.threads", 0, "train.threads must be >= 1, got 0"),
+    ("train", "train.device", "tpu", "train.device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("train", "train.pct_start", 1, "train.pct_start must be < 1, got 1.0"),
+    ("train", "train.models", {"resnet18": {"image_size": 8, "epochs": 1, "lr": 0.1}},
+     "train.models.resnet18.image_size must be >= 16, got 8"),
+    ("clean", "clean.canvas_size", 4, "clean.canvas_size must be >= 8, got 4"),
+    ("clean", "clean.size", 28, "clean.size is not a known key"),
+    ("balance", "balance.test_max_per_class", -1, "balance.test_max_per_class must be >= 0, got -1"),
+    ("evaluate", "evaluate.threads", "2", "evaluate.threads must be an integer, got '2'"),
+    ("label", "label.categories", ["bags", "drop"], "must not use the reserved names"),
 ])
 def test_bad_value_names_key_and_value(tmp_path, section, dotted, value, message):
     path = tmp_path / "params.yaml"
@@ -52,9 +63,26 @@ def test_default_params_are_valid():
         P.load(section, ROOT / "params.yaml")
 
 
+def test_a_missing_key_is_named_no_default_hides_it(tmp_path):
+    doc = copy.deepcopy(DEFAULT)
+    del doc["train"]["threads"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(P.ParamError, match="^params.yaml: train.threads is missing$"):
+        P.load("train", path)
+
+
+def test_known_models_come_from_the_model_registry():
+    from fashionclf.models import MODEL_NAMES
+    doc = copy.deepcopy(DEFAULT["train"])
+    doc["models"] = {name: {"image_size": 32, "epochs": 1, "lr": 0.001} for name in MODEL_NAMES}
+    assert list(P.TrainParams.model_validate(doc).models) == list(MODEL_NAMES)
+
+
 def test_stage_prints_one_error_line_and_writes_nothing(tmp_path):
     project = make_project(tmp_path / "repo", {"balance.test_fraction": 1.5})
-    result = run(python_cmd("-m", "stages.balance"), project, check=False)
+    cmd = " ".join(yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["balance"]["cmd"].split())
+    result = run(cmd.replace("python", sys.executable, 1).split(), project, check=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == ["error: params.yaml: balance.test_fraction must be < 1, got 1.5"]

@@ -1,4 +1,4 @@
-"""Batch labelling and the TorchScript export, on the tiny pipeline's models."""
+"""Batch labelling and the ONNX export, on the tiny pipeline's models."""
 import json
 
 import numpy as np
@@ -55,15 +55,32 @@ def test_min_confidence_sends_doubtful_images_to_review(tiny_project, tmp_path):
     assert (good.loc[~review, "category"] != "needs_review").all()
 
 
+def test_onnx_export_matches_the_pytorch_ensemble(tiny_project):
+    """Parity on the same batch: onnxruntime against the fold ensemble in torch, and a dynamic batch."""
+    import torch
+    from fashionclf.export import OnnxEnsemble
+    from fashionclf.inference import Ensemble
+    labels = json.loads((tiny_project / "export/labels.json").read_text())
+    ensemble = Ensemble.load(tiny_project / "models" / labels["model"])
+    onnx = OnnxEnsemble(tiny_project / "export/model.onnx")
+    canvas = labels["preprocessing"]["canvas_size"]
+    for batch in (1, 7):
+        x = torch.rand(batch, 3, canvas, canvas, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = ensemble(x).numpy()
+        got = onnx(x)
+        assert got.shape == (batch, 3) and np.abs(got - expected).max() < 1e-4
+
+
 def test_exported_model_agrees_with_the_checkpoints(tiny_project, tmp_path):
-    labels = json.loads((tiny_project / "models/export/labels.json").read_text())
+    labels = json.loads((tiny_project / "export/labels.json").read_text())
     best = json.loads((tiny_project / "metrics/summary.json").read_text())["best_model"]
     assert labels["model"] == best and labels["categories"] == ["bags", "clothing", "shoes"]
     images = catalogue(tmp_path / "catalogue")
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(a)), tiny_project)
     run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(b), "--exported",
-                   "models/export/model.pt"), tiny_project)
+                   "export/model.onnx"), tiny_project)
     ta, tb = pd.read_csv(a, keep_default_na=False), pd.read_csv(b, keep_default_na=False)
     assert ta["category"].tolist() == tb["category"].tolist()
     ok = ta["error"] == ""

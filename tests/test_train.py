@@ -2,10 +2,15 @@
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from fashionclf.balance import DataError, LeakageError
+from fashionclf.errors import DataError, LeakageError
+from conftest import ROOT
 from fashionclf.params import ModelParams, TrainParams
-from fashionclf.train import grouped_folds, to_tensor, train_fold
+
+DEFAULT_TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+from fashionclf.inference import to_tensor
+from fashionclf.train import grouped_folds, train_fold
 
 
 def toy_data(n_groups=30, variants=3, size=16, seed=0):
@@ -52,11 +57,15 @@ def test_fold_leakage_check_fires(monkeypatch):
         grouped_folds(labels, groups, 2, seed=1)
 
 
+TINY_TRAIN = TrainParams.model_validate({**DEFAULT_TRAIN, "models": {"resnet18": {"image_size": 16, "epochs": 1,
+                                                                                "lr": 0.003}}})
+
+
 def tiny_run(resume=None, epochs=3):
     images, labels, _ = toy_data(n_groups=24, variants=2)
     x, y = to_tensor(images, 16), torch.from_numpy(labels)
-    mp = ModelParams("resnet18", 16, epochs, 0.003)
-    tp = TrainParams(folds=2, batch_size=16, patience=5, noise_aug_sigma=0.1, models={})
+    mp = ModelParams(name="resnet18", image_size=16, epochs=epochs, lr=0.003)
+    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 5, "noise_aug_sigma": 0.1})
     return train_fold(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"), resume)
 
 
@@ -95,6 +104,7 @@ def test_batchnorm_recalibration_sees_every_category():
     from fashionclf.train import recalibrate_batchnorm
     model = nn.Sequential(nn.BatchNorm2d(3))
     x = torch.cat([torch.zeros(2000, 3, 2, 2), torch.ones(2000, 3, 2, 2)])  # two "categories"
-    recalibrate_batchnorm(model, x, 64, torch.device("cpu"), limit=1024)
+    quiet = TINY_TRAIN.model_copy(update={"flip": 0.0, "shift": 0.0, "noise_aug_sigma": 0.0})
+    recalibrate_batchnorm(model, x, quiet, torch.device("cpu"), limit=1024)
     assert torch.allclose(model[0].running_mean, torch.full((3,), 0.5), atol=0.02)
     assert model[0].momentum == 0.1

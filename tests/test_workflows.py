@@ -23,10 +23,34 @@ def restore(project):
     run(["git", "clean", "-qfd", "metrics", "plots"], project)
 
 
+def degrade(project, split, n):
+    """Make ``n`` right test predictions of MODEL wrong, and recompute its metrics from them."""
+    import pandas as pd
+    from fashionclf.scoring import metrics_from_predictions
+    path = project / f"plots/predictions/{split}/{MODEL}.csv"
+    table = pd.read_csv(path, keep_default_na=False)
+    categories = [c[2:] for c in table.columns if c.startswith("p_")]
+    right = table.index[table["actual"] == table["predicted"]][:n]
+    assert len(right) == n, "the tiny model has too few right answers to degrade"
+    wrong = [next(c for c in categories if c != a) for a in table.loc[right, "actual"]]
+    table.loc[right, "predicted"] = wrong
+    for c in categories:  # the probabilities agree with the new answers
+        table.loc[right, f"p_{c}"] = [1.0 if w == c else 0.0 for w in wrong]
+    table.to_csv(path, index=False)
+    metrics = json.loads((project / f"metrics/{split}/{MODEL}.json").read_text())
+    metrics.update(metrics_from_predictions(table, categories))
+    (project / f"metrics/{split}/{MODEL}.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+def gate_line(result, path, key):
+    return next(l for l in result.stdout.splitlines() if l.startswith(f"{path}:{key} "))
+
+
 def test_gate_passes_on_unchanged_and_better_metrics(tiny_project):
     result = gate(tiny_project)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "metric" in result.stdout and "verdict" in result.stdout and "0 regression(s)" in result.stdout
+    assert "p (paired)" in result.stdout and "verdict" in result.stdout and "0 regression(s)" in result.stdout
     edit_json(tiny_project, CLEAN, lambda d: d.update(accuracy=min(1.0, d["accuracy"] + 0.05)))
     try:
         assert gate(tiny_project).returncode == 0
@@ -34,24 +58,48 @@ def test_gate_passes_on_unchanged_and_better_metrics(tiny_project):
         restore(tiny_project)
 
 
-def test_gate_fails_on_a_regression_in_a_branch_naming_the_metric(tiny_project):
+def test_gate_fails_on_a_significant_regression_in_a_branch_naming_the_metric(tiny_project):
     p = tiny_project
     base = run(["git", "rev-parse", "HEAD"], p).stdout.strip()
     run(["git", "checkout", "-qb", "worse"], p)
     try:
-        edit_json(p, CLEAN, lambda d: d.update(accuracy=d["accuracy"] - 0.02))
+        before = json.loads((p / CLEAN).read_text())["accuracy"]
+        after = degrade(p, "test_clean", 12)["accuracy"]  # 12 of 75 images newly wrong, none newly right
         run(["git", "commit", "-qam", "a worse model"], p)
         result = gate(p, base)
-        assert result.returncode == 1
-        line = next(l for l in result.stdout.splitlines() if l.startswith(f"{CLEAN}:accuracy"))
-        assert "REGRESSION" in line and "-0.0200" in line
-        assert "1 regression(s)" in result.stdout
-        # within the slack: 0.3 points of accuracy is allowed
-        edit_json(p, CLEAN, lambda d: d.update(accuracy=d["accuracy"] + 0.017))
-        assert gate(p, base).returncode == 0
+        assert result.returncode == 1, result.stdout
+        line = gate_line(result, CLEAN, "accuracy")
+        assert "REGRESSION" in line and f"{after - before:+.4f}" in line
+        assert float(line.split()[5]) < 0.001  # exact McNemar: 12 worse, 0 better
     finally:
         run(["git", "checkout", "-qf", "-"], p)
         run(["git", "branch", "-qD", "worse"], p)
+        restore(p)
+
+
+def test_gate_passes_a_drop_within_the_noise(tiny_project):
+    """Beyond the slack, but two images of 75: McNemar p = 0.5, so not a regression."""
+    p = tiny_project
+    try:
+        degrade(p, "test_clean", 2)
+        result = gate(p)
+        assert result.returncode == 0, result.stdout
+        line = gate_line(result, CLEAN, "accuracy")
+        assert "ok (not significant)" in line and line.split()[5] == "0.5"
+    finally:
+        restore(p)
+
+
+def test_gate_without_predictions_to_pair_falls_back_to_the_slack(tiny_project):
+    p = tiny_project
+    try:
+        (p / f"plots/predictions/test_clean/{MODEL}.csv").unlink()
+        edit_json(p, CLEAN, lambda d: d.update(accuracy=d["accuracy"] - 0.02))
+        result = gate(p)
+        assert result.returncode == 1 and "REGRESSION" in gate_line(result, CLEAN, "accuracy")
+        edit_json(p, CLEAN, lambda d: d.update(accuracy=d["accuracy"] + 0.017))  # 0.3 points: within
+        assert gate(p).returncode == 0
+    finally:
         restore(p)
 
 
@@ -92,13 +140,21 @@ def test_metrics_diff_after_a_param_change_then_remote_push_pull(tiny_project, t
         remote = tmp_path / "remote"
         run(["dvc", "remote", "add", "-d", "local", str(remote)], p)
         run(["dvc", "push"], p)
+        # the model registry entry: a version tag (GTO's format) makes `dvc artifacts get` find it
+        run(["git", "commit", "-qam", "a shared remote"], p)
+        run(["git", "tag", "-a", "fashion-classifier@v0.1.0", "-m", "Registering fashion-classifier v0.1.0"], p)
+        got = tmp_path / "got"
+        run(["dvc", "artifacts", "get", str(p), "fashion-classifier", "-o", str(got)], tmp_path)
+        assert (got / "model.onnx").read_bytes() == (p / "export/model.onnx").read_bytes()
+        assert json.loads((got / "labels.json").read_text())["categories"] == ["bags", "clothing", "shoes"]
         shutil.rmtree(p / ".dvc" / "cache")
         shutil.rmtree(p / "models")
         shutil.rmtree(p / "data" / "augment")
         run(["dvc", "pull"], p)
-        assert (p / "models" / MODEL / "fold0.pt").is_file()
+        assert (p / "models" / MODEL / "fold0.pt").is_file() and (p / "export" / "model.onnx").is_file()
         assert "up to date" in run(["dvc", "status"], p).stdout
     finally:
         run(["git", "reset", "-q", "--hard", base], p)
+        run(["git", "tag", "-d", "fashion-classifier@v0.1.0"], p, check=False)
         run(["dvc", "checkout", "-q"], p, check=False)
         restore(p)

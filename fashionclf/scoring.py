@@ -1,0 +1,47 @@
+"""Scores of a set of predictions: classification metrics with 95% intervals, and the per-image
+predictions table that DVC versions (so two revisions can be compared image by image)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+from .stats import bootstrap_macro_f1_interval, rounded_interval, wilson_interval
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, categories: list[str]) -> dict:
+    """Accuracy and macro F1 with 95% intervals (Wilson; bootstrap), mAP and per-class scores."""
+    y_true = np.asarray(y_true)
+    y_pred = probs.argmax(1)
+    labels = list(range(len(categories)))
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    ap = [average_precision_score(y_true == c, probs[:, c]) if (y_true == c).any() else 0.0 for c in labels]
+    correct = int((y_pred == y_true).sum())
+    r = lambda v: round(float(v), 6)
+    return {"accuracy": r(correct / max(len(y_true), 1)),
+            "accuracy_ci95": rounded_interval(wilson_interval(correct, len(y_true))),
+            "f1": r(np.mean(f1)),
+            "f1_ci95": rounded_interval(bootstrap_macro_f1_interval(y_true, y_pred, len(categories))),
+            "map": r(np.mean(ap)), "n": int(len(y_true)),
+            "per_class": {c: {"precision": r(precision[i]), "recall": r(recall[i]), "f1": r(f1[i]),
+                              "n": int((y_true == i).sum())} for i, c in enumerate(categories)}}
+
+
+def predictions_table(paths, y_true: np.ndarray, probs: np.ndarray, categories) -> pd.DataFrame:
+    """One row per image: path, actual, predicted, then each class probability (versioned by DVC,
+    so two revisions can be compared image by image)."""
+    names = np.asarray(categories)
+    table = pd.DataFrame({"path": list(paths), "actual": names[np.asarray(y_true)],
+                          "predicted": names[probs.argmax(1)]})
+    for i, c in enumerate(categories):
+        table[f"p_{c}"] = probs[:, i].round(6)
+    return table
+
+
+def probabilities_of(table: pd.DataFrame, categories) -> np.ndarray:
+    return table[[f"p_{c}" for c in categories]].to_numpy(float)
+
+
+def metrics_from_predictions(table: pd.DataFrame, categories) -> dict:
+    y = table["actual"].map({c: i for i, c in enumerate(categories)}).to_numpy()
+    return classification_metrics(y, probabilities_of(table, categories), categories)
