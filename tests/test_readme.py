@@ -11,6 +11,7 @@ def test_readme_results_match_the_committed_report():
 
 def test_readme_gives_the_two_setup_commands():
     readme = (ROOT / "README.md").read_text()
-    assert "pip install -r requirements.txt && dvc repro" in readme
+    assert "pip install -r requirements.lock -e . && dvc repro" in readme
+    assert "pip install -q -r requirements.lock -e ." in (ROOT / ".ci/run").read_text()
     assert "python -m pytest -q" in readme
     assert "python -m pytest -q" in (ROOT / ".ci/run").read_text()
