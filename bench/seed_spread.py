@@ -8,7 +8,8 @@ gate says about each rerun. The slacks in metrics_gate.yaml are set from this sp
 
 Data stages come from DVC's run cache (the clones share this repo's cache); training reruns, so
 each variant costs about one default `dvc repro` of the training stages. Commit first: the clones
-are of HEAD.
+are of HEAD. With --keep, an interrupted run carries on where it stopped, and variants can run in
+parallel processes (each its own --variants) before one last run prints the comparison.
 """
 import argparse
 import json
@@ -33,17 +34,19 @@ def sh(cmd, cwd):
     subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL if cmd[0] == "git" else None)
 
 
-def clone_and_run(name: str, overrides: dict, root: Path, work: Path) -> Path:
+def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: bool = True) -> Path:
     repo = work / name
-    sh(["git", "clone", "-q", str(root), str(repo)], work)
-    sh(["dvc", "cache", "dir", "--local", str((root / ".dvc" / "cache").resolve())], repo)
-    doc = yaml.safe_load((repo / "params.yaml").read_text())
-    for dotted, value in overrides.items():
-        section, key = dotted.split(".")
-        doc[section][key] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    print(f"=== {name}: dvc repro with {overrides}", flush=True)
-    sh(["dvc", "repro", "aggregate"], repo)  # the export is not a metric
+    if not (repo / ".git").is_dir():  # with --keep, a clone left by an earlier run carries on
+        sh(["git", "clone", "-q", str(root), str(repo)], work)
+        sh(["dvc", "cache", "dir", "--local", str((root / ".dvc" / "cache").resolve())], repo)
+        doc = yaml.safe_load((repo / "params.yaml").read_text())
+        for dotted, value in overrides.items():
+            section, key = dotted.split(".")
+            doc[section][key] = value
+        (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    if rerun:
+        print(f"=== {name}: dvc repro with {overrides}", flush=True)
+        sh(["dvc", "repro", "aggregate"], repo)  # the export is not a metric
     return repo
 
 
@@ -63,13 +66,15 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--variants", nargs="+", default=["seed43", "threads1"], choices=list(VARIANTS))
     parser.add_argument("--keep", help="folder for the clones (default: a temporary one, removed)")
+    parser.add_argument("--models", nargs="+", help="compare only these (default: every model)")
+    parser.add_argument("--no-run", action="store_true", help="compare the clones in --keep as they are")
     args = parser.parse_args()
     root = Path.cwd()
-    models = list(yaml.safe_load((root / "params.yaml").read_text())["train"]["models"])
+    models = args.models or list(yaml.safe_load((root / "params.yaml").read_text())["train"]["models"])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        runs = {name: clone_and_run(name, VARIANTS[name], root, work) for name in args.variants}
+        runs = {name: clone_and_run(name, VARIANTS[name], root, work, not args.no_run) for name in args.variants}
         rows = []
         for kind, key in METRICS:
             for model in models:
@@ -88,6 +93,8 @@ def main():
             part = table[table["metric"].str.startswith(f"{kind}/") & table["metric"].str.endswith(f":{key}")]
             rel = (part["max |change|"] / part["committed"].abs()).max()
             print(f"  {kind}:{key}: {part['max |change|'].max():.4f}" + (f" ({rel:.1%})" if "loss" in key else ""))
+        if args.models:  # a partial rerun: its summary and gate would mix in the committed models
+            return
         print("\nbest model:", {"committed": json.loads((root / "metrics/summary.json").read_text())["best_model"]}
               | {n: json.loads((r / "metrics/summary.json").read_text())["best_model"] for n, r in runs.items()})
         for name, repo in runs.items():

@@ -20,9 +20,6 @@ from .inference import Ensemble
 from .params import NEEDS_REVIEW
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
 def list_inputs(inputs) -> list[Path]:
     """Files named directly, plus every file below named folders (recursively, sorted)."""
     found = []
