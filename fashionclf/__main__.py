@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     predict.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     predict.add_argument("--out", required=True, help="CSV to write")
     source = predict.add_mutually_exclusive_group()
-    source.add_argument("--model", help="model name under models/ (default: best in metrics/summary.json)")
+    source.add_argument("--model", help="model name under models/ (default: the best, reports/best_model.json)")
     source.add_argument("--exported", help="an ONNX model written by the export stage (export/model.onnx)")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--min-confidence", type=float, default=0.0)
