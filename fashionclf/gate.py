@@ -10,6 +10,7 @@ counts and CPUs move an unconverged model's numbers; they rarely move them signi
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
 import json
 import math
@@ -79,15 +80,10 @@ class PairedPredictions:
     def __init__(self, against: str, cwd="."):
         self.against = against
         self.cwd = Path(cwd)
-        self.cache: dict[str, pd.DataFrame | None] = {}
 
+    @functools.cache  # several metrics of one file share its predictions
     def read(self, path: str) -> pd.DataFrame | None:
         """Both revisions' rows of the same images side by side, or None if they cannot be paired."""
-        if path not in self.cache:
-            self.cache[path] = self.merge(path)
-        return self.cache[path]
-
-    def merge(self, path: str) -> pd.DataFrame | None:
         shown = subprocess.run(["git", "show", f"{self.against}:{path}"], cwd=self.cwd, capture_output=True,
                                text=True)
         workspace = self.cwd / path
