@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from fashionclf import params
 from fashionclf.inference import pick_device, set_threads, to_tensor
 from fashionclf.models import build_model
-from fashionclf.train import train_one_epoch
+from fashionclf.train import make_optimizer, train_one_epoch
 
 
 def measure(name: str, image_size: int, train, images: int, repeats: int, device) -> tuple[float, float]:
@@ -28,7 +28,7 @@ def measure(name: str, image_size: int, train, images: int, repeats: int, device
     def fresh():
         torch.manual_seed(0)
         model = build_model(name, 3, False, image_size).to(device).to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        opt = make_optimizer(model, 1e-3)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=10_000)
         return model, opt, sched
 

@@ -1,4 +1,4 @@
-"""The ``fashionclf`` command: predict, gate, readme, fingerprint."""
+"""The ``fashionclf`` command: init, predict, gate, readme, fingerprint."""
 from __future__ import annotations
 
 import argparse
@@ -21,8 +21,20 @@ def main(argv=None) -> int:
     source.add_argument("--model", help="model name under models/ (default: the best, reports/best_model.json)")
     source.add_argument("--exported", help="an ONNX model written by the export stage (export/model.onnx)")
     predict.add_argument("--batch-size", type=int, default=64)
-    predict.add_argument("--min-confidence", type=float, default=0.0)
+    predict.add_argument("--min-confidence", type=float, default=0.0,
+                         help="label images below this confidence needs_review")
+    predict.add_argument("--target-precision", type=float,
+                         help="calibrate, and pick the confidence threshold at which the model's out-of-fold "
+                              "predictions reach this precision (e.g. 0.99); images below it get needs_review")
+    predict.add_argument("--oof", help="out-of-fold predictions for --target-precision "
+                                       "(default: plots/predictions/oof/<model>.csv)")
     predict.add_argument("--workers", type=int, default=2)
+
+    init = sub.add_parser("init", help="write params.yaml for a folder of photos, one sub-folder per category")
+    init.add_argument("photo_dir")
+    init.add_argument("--budget-minutes", type=float, default=15.0,
+                      help="time for the whole `dvc repro`, at the reference speed of 250 img/s (default 15)")
+    init.add_argument("--out", default="params.yaml")
 
     sub.add_parser("readme", help="copy reports/summary.md into README.md between its markers")
 
@@ -38,6 +50,14 @@ def main(argv=None) -> int:
     if args.command == "predict":
         from .predict import run_predict
         return run_predict(args)
+    if args.command == "init":
+        from .errors import ParamError
+        from .init import run_init
+        try:
+            return run_init(args.photo_dir, args.out, args.budget_minutes)
+        except ParamError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "fingerprint":
         from .platform import run_fingerprint
         return run_fingerprint(args.write, args.check)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import imaging
+from .errors import DataError
 from .store import save_imageset, write_atomic
 
 
@@ -26,13 +29,24 @@ def list_raw_files(raw: Path) -> list[str]:
 
 def clean(raw: Path | str, size: int, min_side: int, max_pixels: int, out: Path | str,
           dropped_csv: Path | str) -> dict:
+    """Decode every raw image: the members of fetch's archive, or the files below a folder."""
     raw = Path(raw)
-    files = list_raw_files(raw)
+    with ExitStack() as stack:
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(raw)) if raw.is_file() else None
+        except zipfile.BadZipFile:
+            raise DataError(f"{raw} is neither a folder nor a zip archive of raw images") from None
+        files = sorted(n for n in archive.namelist() if not n.endswith("/")) if archive else list_raw_files(raw)
+        read = archive.read if archive else (lambda rel: raw / rel)
+        return clean_files(files, read, size, min_side, max_pixels, out, dropped_csv)
+
+
+def clean_files(files, read, size, min_side, max_pixels, out, dropped_csv) -> dict:
     images, kept, dropped = [], [], []
     seen: dict[str, str] = {}
     for rel in tqdm(files, desc="clean", mininterval=1):
         try:
-            pixels = imaging.decode(raw / rel, size, min_side, max_pixels)
+            pixels = imaging.decode(read(rel), size, min_side, max_pixels)
         except imaging.ImageRejected as exc:
             dropped.append((rel, exc.reason, exc.detail))
             continue

@@ -27,9 +27,23 @@ def load_test_set(test_dir, categories) -> tuple[torch.Tensor, np.ndarray, list[
     return to_tensor(images), manifest["category"].map(index).to_numpy(), manifest["path"].tolist()
 
 
-def evaluate(ensemble: Ensemble, test_dir, batch_size: int, sigmas=(0.0,), seed: int = 0) -> dict:
-    """{sigma: (metrics, predictions table)} for the fold ensemble on the test set at each noise level."""
+def stratified_subset(y: np.ndarray, size: int) -> np.ndarray:
+    """Indices of about ``size`` rows, the same share of each class, evenly spread within it."""
+    share = min(1.0, size / max(len(y), 1))
+    picked = [np.flatnonzero(y == c) for c in np.unique(y)]
+    picked = [rows[np.linspace(0, len(rows) - 1, max(1, round(share * len(rows)))).round().astype(int)]
+              for rows in picked]
+    return np.sort(np.concatenate(picked))
+
+
+def evaluate(ensemble: Ensemble, test_dir, batch_size: int, sigmas=(0.0,), seed: int = 0,
+             max_images: int = 0) -> dict:
+    """{sigma: (metrics, predictions table)} for the fold ensemble on the test set at each noise level
+    (on a stratified subset of ``max_images`` test images when that is set and smaller)."""
     x, y, paths = load_test_set(test_dir, ensemble.categories)
+    if 0 < max_images < len(y):
+        keep = stratified_subset(y, max_images)
+        x, y, paths = x[torch.from_numpy(keep)], y[keep], [paths[i] for i in keep]
     results = {}
     for sigma in sigmas:
         probs = ensemble.predict_proba(add_noise(x, sigma, seed), batch_size)
@@ -39,6 +53,6 @@ def evaluate(ensemble: Ensemble, test_dir, batch_size: int, sigmas=(0.0,), seed:
 
 
 def curve_row(sigma: float, metrics: dict) -> dict:
-    return {"sigma": sigma, "accuracy": metrics["accuracy"], "accuracy_low": metrics["accuracy_ci95"][0],
+    return {"sigma": sigma, "n": metrics["n"], "accuracy": metrics["accuracy"], "accuracy_low": metrics["accuracy_ci95"][0],
             "accuracy_high": metrics["accuracy_ci95"][1], "f1": metrics["f1"],
             "f1_low": metrics["f1_ci95"][0], "f1_high": metrics["f1_ci95"][1]}

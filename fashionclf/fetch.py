@@ -1,16 +1,24 @@
-"""fetch: materialise raw images under data/raw/.
+"""fetch: materialise the raw images as one archive, data/raw.zip.
 
 Default source: Fashion-MNIST from the Debian package ``dataset-fashion-mnist``, else the
-official download (SHA-256 checked). Images are exported as PNGs whose path carries the class
-name, so labelling by path pattern is real. A user folder is copied file by file (never modified).
+official download (SHA-256 checked). Images are exported as PNGs whose path in the archive carries
+the class name, so labelling by path pattern is real. A user folder is copied file by file (never
+modified) under its relative paths.
+
+One uncompressed ZIP instead of 20,000 files: DVC hashes it as one file, so a no-op `dvc repro`
+need not stat every image (it did, twice, in every run). Fixed member timestamps and order make
+the archive the same bytes for the same images.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import shutil
 import urllib.request
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +26,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import FetchError
-from .store import atomic_dir
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -73,8 +80,27 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def export_fashion_mnist(src: Path, out: Path, per_class: int) -> dict:
-    """Write up to ``per_class`` PNGs per class as out/fashion-mnist/<class>/<split>-<index>.png."""
+@contextmanager
+def raw_archive(out: Path):
+    """A ZipFile that replaces ``out`` only if the block succeeds (no partial archive)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+            yield archive
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_member(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def export_fashion_mnist(src: Path, archive: zipfile.ZipFile, per_class: int) -> dict:
+    """Add up to ``per_class`` PNGs per class as fashion-mnist/<class>/<split>-<index>.png."""
     counts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = read_idx(src / f"{prefix}-images-idx3-ubyte.gz")
@@ -83,27 +109,27 @@ def export_fashion_mnist(src: Path, out: Path, per_class: int) -> dict:
             cls = CLASSES[labels[index]]
             if per_class and counts.get(cls, 0) >= per_class:
                 continue
-            folder = out / "fashion-mnist" / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[index]).save(folder / f"{split}-{index:05d}.png", compress_level=1)
+            png = io.BytesIO()
+            Image.fromarray(images[index]).save(png, format="PNG", compress_level=1)
+            add_member(archive, f"fashion-mnist/{cls}/{split}-{index:05d}.png", png.getvalue())
             counts[cls] = counts.get(cls, 0) + 1
     return {"files": sum(counts.values()), "per_class": counts, "skipped": {}}
 
 
-def copy_user_folder(src: Path, out: Path) -> dict:
+def copy_user_folder(src: Path, archive: zipfile.ZipFile) -> dict:
     """Copy every regular file below ``src``; links that cannot be followed are skipped and counted."""
     if not src.is_dir():
         raise FetchError(f"params.yaml: fetch.source {str(src)!r} is neither 'fashion-mnist' nor an existing folder")
     files, skipped = 0, {}
     for root, dirs, names in os.walk(src, followlinks=False):
+        dirs.sort()
         for name in sorted(names) + [d for d in dirs if (Path(root) / d).is_symlink()]:
             path = Path(root) / name
             rel = path.relative_to(src)
             try:
                 if path.is_dir():  # symlinked folder: not followed, avoids loops
                     raise IsADirectoryError("symlinked folder not followed")
-                (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, out / rel)
+                add_member(archive, rel.as_posix(), path.read_bytes())
                 files += 1
             except OSError as exc:
                 reason = "symlink loop or broken link" if path.is_symlink() else "unreadable"
@@ -113,8 +139,12 @@ def copy_user_folder(src: Path, out: Path) -> dict:
 
 
 def fetch(source: str, per_class: int, out: Path | str) -> dict:
+    """Write the raw images into the archive ``out`` and return the report."""
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    src = locate_fashion_mnist() if source == "fashion-mnist" else Path(source).expanduser()
+    if source != "fashion-mnist" and not src.is_dir():
+        raise FetchError(f"params.yaml: fetch.source {str(src)!r} is neither 'fashion-mnist' nor an existing folder")
+    with raw_archive(out) as archive:
         if source == "fashion-mnist":
-            return export_fashion_mnist(locate_fashion_mnist(), tmp, per_class)
-        return copy_user_folder(Path(source).expanduser(), tmp)
+            return export_fashion_mnist(src, archive, per_class)
+        return copy_user_folder(src, archive)

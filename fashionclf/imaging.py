@@ -1,6 +1,7 @@
 """Decoding any image file into the canonical RGB uint8 square: shared by clean and predict."""
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -55,22 +56,28 @@ def letterbox(img: Image.Image, size: int) -> np.ndarray:
     return canvas
 
 
-def decode(path: Path, size: int, min_side: int = 1, max_pixels: int = PIL_PIXEL_LIMIT) -> np.ndarray:
-    """Decode a file completely (EXIF orientation applied, first frame) into (size, size, 3) uint8.
+def decode(source: Path | str | bytes, size: int, min_side: int = 1, max_pixels: int = PIL_PIXEL_LIMIT) -> np.ndarray:
+    """Decode a file, or a file's bytes, completely (EXIF orientation applied, first frame) into
+    (size, size, 3) uint8.
 
     Raises ImageRejected with one of the reasons above; images over ``max_pixels`` are never decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageRejected(NOT_A_FILE, "not a regular file")
-    if path.stat().st_size == 0:
-        raise ImageRejected(ZERO_BYTES)
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageRejected(ZERO_BYTES)
+        opened = io.BytesIO(source)
+    else:
+        opened = Path(source)
+        if not opened.is_file():
+            raise ImageRejected(NOT_A_FILE, "not a regular file")
+        if opened.stat().st_size == 0:
+            raise ImageRejected(ZERO_BYTES)
     old_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(opened) as img:
                 if img.width * img.height > max_pixels:
                     raise ImageRejected(BOMB, f"{img.width}x{img.height} pixels")
                 if min(img.size) < min_side:

@@ -165,6 +165,7 @@ class EvaluateParams(Section):
 class NoiseParams(Section):
     sigma: NonNegative
     sigmas: list[float] = Field(min_length=1)  # the robustness curve, besides sigma 0 (the clean test)
+    curve_max_images: int = Field(ge=0)        # curve levels other than sigma: a stratified subset (0: all)
     seed: int
 
     @field_validator("sigmas")
@@ -176,8 +177,14 @@ class NoiseParams(Section):
         return value
 
 
+class ReviewParams(Section):
+    target_precision: float = Field(gt=0.0, le=1.0)  # precision wanted on the automatically labelled share
+    ece_bins: int = Field(ge=2)                      # equal-width confidence bins of the calibration error
+
+
 SECTIONS = {"fetch": FetchParams, "clean": CleanParams, "label": LabelParams, "balance": BalanceParams,
-            "augment": AugmentParams, "train": TrainParams, "evaluate": EvaluateParams, "noise": NoiseParams}
+            "augment": AugmentParams, "train": TrainParams, "evaluate": EvaluateParams, "noise": NoiseParams,
+            "review": ReviewParams}
 
 MESSAGES = {"greater_than_equal": "must be >= {ge:g}", "greater_than": "must be > {gt:g}",
             "less_than_equal": "must be <= {le:g}", "less_than": "must be < {lt:g}",

@@ -54,3 +54,22 @@ def plot_image_grid(rows: list[tuple[str, list[tuple[np.ndarray, str]]]], title:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save(fig, path, dpi=80)
+
+
+def plot_reliability(curves: dict[str, list[dict]], title: str, path) -> None:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
+    curve (e.g. before and after temperature scaling); the diagonal is perfect calibration."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for i, (label, bins) in enumerate(curves.items()):
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", color=f"C{i}",
+                label=label)
+    ax.set_xlabel("confidence (top class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(min(0.3, ax.get_xlim()[0]), 1.0)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save(fig, path)

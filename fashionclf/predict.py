@@ -6,14 +6,16 @@ clean, then the same resize as training. Decoding runs in DataLoader workers bes
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .aggregate import best_model_name
+from .calibration import scaled
 from .errors import ImageRejected
 from .imaging import decode
 from .inference import Ensemble
@@ -57,11 +59,13 @@ class Predictor:
         if exported:
             from .export import OnnxEnsemble
             self.module = OnnxEnsemble(exported)
+            self.model_name = self.module.name
             self.name = f"{self.module.name} (exported)"
         else:
-            model = model or best_model_name(best)
-            self.module = Ensemble.load(Path(models_dir) / model)
-            self.name = model
+            self.model_name = model or best_model_name(best)
+            self.module = Ensemble.load(Path(models_dir) / self.model_name)
+            self.name = self.model_name
+        self.temperature = 1.0  # set by calibrate()
         self.categories = self.module.categories
         self.canvas_size = self.module.preprocessing["canvas_size"]
 
@@ -69,15 +73,19 @@ class Predictor:
     def __call__(self, batch_uint8: torch.Tensor) -> np.ndarray:
         x = (batch_uint8.float() / 255).contiguous(memory_format=torch.channels_last)
         probs = self.module(x)
-        return probs.numpy() if isinstance(probs, torch.Tensor) else probs
+        probs = probs.numpy() if isinstance(probs, torch.Tensor) else probs
+        return probs if self.temperature == 1.0 else scaled(probs, self.temperature)
 
-
-def best_model_name(best="reports/best_model.json") -> str:
-    """The best model of the last aggregate (chosen on out-of-fold cross-validation results)."""
-    path = Path(best)
-    if not path.is_file():
-        raise FileNotFoundError(f"{best} not found: run `dvc repro` first or pass --model")
-    return json.loads(path.read_text())["best_model"]
+    def calibrate(self, oof_csv, target_precision: float) -> float:
+        """Temperature-scale the probabilities as fitted on the model's out-of-fold predictions and
+        return the confidence threshold at which those reach ``target_precision``."""
+        if not Path(oof_csv).is_file():
+            raise FileNotFoundError(f"{oof_csv} not found: --target-precision needs the model's out-of-fold "
+                                    f"predictions (run `dvc repro`, or pass --oof)")
+        from .review import calibrated_threshold
+        self.temperature, threshold = calibrated_threshold(pd.read_csv(oof_csv, keep_default_na=False),
+                                                           target_precision)
+        return threshold
 
 
 def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2, min_confidence=0.0):
@@ -104,7 +112,16 @@ def run_predict(args) -> int:
     if args.batch_size < 1 or not 0 <= args.min_confidence <= 1:
         print("error: --batch-size must be >= 1 and --min-confidence within [0, 1]", file=sys.stderr)
         return 2
+    if args.target_precision is not None and not (0 < args.target_precision <= 1 and args.min_confidence == 0):
+        print("error: --target-precision must be within (0, 1] and not combined with --min-confidence",
+              file=sys.stderr)
+        return 2
     predictor = Predictor(args.model, args.exported)
+    if args.target_precision is not None:
+        oof = args.oof or f"plots/predictions/oof/{predictor.model_name}.csv"
+        args.min_confidence = predictor.calibrate(oof, args.target_precision)
+        print(f"target precision {args.target_precision:g}: temperature {predictor.temperature:g} and threshold "
+              f"{args.min_confidence:.4f}, both fitted on {oof}; confidences below are {NEEDS_REVIEW}")
     paths = list_inputs(args.inputs)
     columns = ["path", "category", "confidence"] + [f"p_{c}" for c in predictor.categories] + ["error"]
     counts = {}

@@ -1,16 +1,17 @@
-"""Keep README's results generated: reports/summary.md (tracked, deterministic) and, when measured
-on this machine, reports/timing.md (untracked: timings depend on the machine)."""
+"""Keep README's results generated: reports/summary.md and reports/review.md (tracked, deterministic)
+and, when measured on this machine, reports/timing.md (untracked: timings depend on the machine)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TIMING_START, TIMING_END = "<!-- timing:start -->", "<!-- timing:end -->"
+REVIEW_START, REVIEW_END = "<!-- review:start -->", "<!-- review:end -->"
 
 
-def results_block(summary="reports/summary.md") -> str:
-    text = Path(summary).read_text().replace("## ", "#### ")
-    return f"{START}\n{text.rstrip()}\n{END}"
+def results_block(report="reports/summary.md", start=START, end=END) -> str:
+    text = Path(report).read_text().replace("## ", "#### ")
+    return f"{start}\n{text.rstrip()}\n{end}"
 
 
 def replace_between(text: str, start: str, end: str, block: str) -> str:
@@ -19,12 +20,14 @@ def replace_between(text: str, start: str, end: str, block: str) -> str:
     return head + block + tail
 
 
-def update_readme(readme="README.md", summary="reports/summary.md", timing="reports/timing.md") -> int:
+def update_readme(readme="README.md", summary="reports/summary.md", timing="reports/timing.md",
+                  review="reports/review.md") -> int:
     path = Path(readme)
     text = replace_between(path.read_text(), START, END, results_block(summary))
+    text = replace_between(text, REVIEW_START, REVIEW_END, results_block(review, REVIEW_START, REVIEW_END))
     if Path(timing).is_file():
         text = replace_between(text, TIMING_START, TIMING_END,
                                f"{TIMING_START}\n{Path(timing).read_text().rstrip()}\n{TIMING_END}")
     path.write_text(text)
-    print(f"updated {readme} from {summary}" + (f" and {timing}" if Path(timing).is_file() else ""))
+    print(f"updated {readme} from {summary}, {review}" + (f" and {timing}" if Path(timing).is_file() else ""))
     return 0

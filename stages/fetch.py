@@ -1,4 +1,4 @@
-"""Stage fetch: raw images under --out (reads params: fetch)."""
+"""Stage fetch: the raw images as one zip archive --out (reads params: fetch)."""
 from fashionclf import params
 from fashionclf.cli import stage_args, stage_main
 from fashionclf.fetch import fetch

@@ -1,5 +1,6 @@
 """Stage test_noise@<model>: the test set under Gaussian noise, and the robustness curve from
-sigma 0 (the clean predictions) to the largest noise.sigmas (reads params: noise, evaluate)."""
+sigma 0 (the clean predictions) to the largest noise.sigmas, whose levels other than noise.sigma
+run on a stratified subset of noise.curve_max_images test images (reads params: noise, evaluate)."""
 import pandas as pd
 
 from fashionclf import params
@@ -19,8 +20,11 @@ def main():
     ensemble = Ensemble.load(args.models)
     clean = pd.read_csv(args.clean_predictions, keep_default_na=False)
     results = {0.0: (metrics_from_predictions(clean, ensemble.categories), clean)}
-    noisy = sorted({noise.sigma, *noise.sigmas} - {0.0})
-    results |= evaluate(ensemble, args.test, evaluate_params.batch_size, noisy, noise.seed)
+    if noise.sigma > 0:
+        results |= evaluate(ensemble, args.test, evaluate_params.batch_size, [noise.sigma], noise.seed)
+    curve_only = sorted(set(noise.sigmas) - {0.0, noise.sigma})
+    results |= evaluate(ensemble, args.test, evaluate_params.batch_size, curve_only, noise.seed,
+                        noise.curve_max_images)
     metrics, table = results[noise.sigma]
     write_json(args.metrics, {**metrics, "sigma": noise.sigma})
     write_atomic(args.predictions, table.to_csv(index=False))

@@ -97,6 +97,7 @@ TINY = {
     "train.models": {"mobilenet_v2": {"image_size": 32, "epochs": 1, "lr": 0.003},
                      "efficientnet_lite0": {"image_size": 32, "epochs": 1, "lr": 0.001}},
     "noise.sigmas": [0.1, 0.2],
+    "noise.curve_max_images": 20,
 }
 
 

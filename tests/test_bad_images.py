@@ -77,6 +77,17 @@ def test_every_bad_file_is_kept_or_dropped_with_its_reason(tmp_path):
     assert outcome == EXPECTED
 
 
+def test_through_fetch_archive_every_outcome_is_the_same(tmp_path):
+    from fashionclf.fetch import fetch
+    report = fetch(str(build_corpus(tmp_path / "raw")), 0, tmp_path / "raw.zip")
+    assert report["skipped"] == {"symlink loop or broken link": 2}  # fetch counts the links, clean the rest
+    clean(tmp_path / "raw.zip", 32, 4, 89_478_485, tmp_path / "clean", tmp_path / "dropped.csv")
+    dropped = pd.read_csv(tmp_path / "dropped.csv").set_index("path")["reason"].to_dict()
+    _, kept = load_imageset(tmp_path / "clean")
+    assert {p: "kept" for p in kept["path"]} | dropped == {
+        p: r for p, r in EXPECTED.items() if r != "not_a_regular_file"}
+
+
 def test_awkward_formats_decode_correctly(tmp_path):
     raw = build_corpus(tmp_path / "raw")
     bags = raw / "bags"

@@ -68,6 +68,8 @@ def test_test_outputs_have_intervals_and_per_image_predictions(tiny_project):
         noise = load(p, f"metrics/test_noise/{model}.json")
         curve = pd.read_csv(p / f"plots/noise_curve/{model}.csv")
         assert curve["sigma"].tolist() == [0.0, 0.1, 0.2]  # from the clean point on
+        n_test = load(p, f"metrics/test_clean/{model}.json")["n"]
+        assert curve["n"].tolist()[:2] == [n_test, n_test] and 18 <= curve["n"].iloc[2] <= 22 < n_test
         assert curve["accuracy"].iloc[0] == load(p, f"metrics/test_clean/{model}.json")["accuracy"]
         assert curve["accuracy"].iloc[1] == noise["accuracy"] and noise["sigma"] == 0.1
         assert (curve["accuracy_low"] <= curve["accuracy"]).all() and (curve["accuracy"] <= curve["accuracy_high"]).all()

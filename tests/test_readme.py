@@ -1,12 +1,14 @@
-"""README documents the current results: its table is generated from reports/summary.md."""
+"""README documents the current results: generated from reports/summary.md and reports/review.md."""
 from conftest import ROOT
-from fashionclf.readme import END, START, results_block
+from fashionclf.readme import END, REVIEW_END, REVIEW_START, START, results_block
 
 
 def test_readme_results_match_the_committed_report():
     readme = (ROOT / "README.md").read_text()
     assert START in readme and END in readme
     assert results_block(ROOT / "reports/summary.md") in readme, "run: python -m fashionclf readme"
+    assert results_block(ROOT / "reports/review.md", REVIEW_START, REVIEW_END) in readme, \
+        "run: python -m fashionclf readme"
 
 
 def test_readme_gives_the_two_setup_commands():

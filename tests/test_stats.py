@@ -54,3 +54,11 @@ def test_platform_fingerprint_is_recorded_with_the_metrics():
     recorded = json.loads((ROOT / "reports/platform.json").read_text())
     assert set(recorded) == set(fingerprint(ROOT / "params.yaml"))
     assert recorded["train_threads"] >= 1 and recorded["torch"]
+
+
+def test_stratified_subset_keeps_each_class_share():
+    from fashionclf.evaluation import stratified_subset
+    y = np.repeat([0, 1, 2], [100, 600, 300])
+    picked = stratified_subset(y, 100)
+    assert np.bincount(y[picked]).tolist() == [10, 60, 30] and len(set(picked)) == 100
+    assert len(stratified_subset(y, 5000)) == len(y)

@@ -1,0 +1,33 @@
+"""Stage review: the best model's labelling loop (reads params: review). Temperature scaling and the
+review threshold for review.target_precision are fitted on its out-of-fold predictions and checked
+on its test predictions; confident learning lists the training labels to audit."""
+from pathlib import Path
+
+import pandas as pd
+
+from fashionclf import params
+from fashionclf.aggregate import best_model_name
+from fashionclf.cli import stage_args, stage_main
+from fashionclf.plotting import plot_reliability
+from fashionclf.review import review_markdown, review_report
+from fashionclf.store import write_atomic, write_json
+
+
+def main():
+    args = stage_args(__doc__, "best", "oof", "test-predictions", "metrics", "report", "reliability-png",
+                      "suspects")
+    p = params.load("review")
+    model = best_model_name(args.best)
+    oof = pd.read_csv(Path(args.oof) / f"{model}.csv", keep_default_na=False)
+    test = pd.read_csv(Path(args.test_predictions) / f"{model}.csv", keep_default_na=False)
+    report, curves, suspects = review_report(model, oof, test, p.target_precision, p.ece_bins)
+    write_json(args.metrics, report)
+    write_atomic(args.suspects, suspects.to_csv(index=False))
+    plot_reliability(curves, f"Reliability of {model} on the test set", args.reliability_png)
+    markdown = review_markdown(report)
+    write_atomic(args.report, markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    stage_main(main)

@@ -1,0 +1,178 @@
+"""A shop's own photos: `fashionclf init`, the proportional split, calibration, the review threshold
+and the label audit, on a generated photo-like folder (coloured objects on white, uneven category
+sizes, one category of 20 photos)."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.datasets import make_blobs
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
+
+from conftest import ROOT, make_image, make_project, python_cmd, run
+from fashionclf import params
+from fashionclf.audit import SUSPECT_COLUMNS, suspect_labels
+from fashionclf.calibration import (expected_calibration_error, fit_temperature, review_split, scaled,
+                                    threshold_for_precision)
+from fashionclf.init import PhotoFolder, plan, scan
+
+SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
+
+
+@pytest.fixture(scope="module")
+def shop_photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shop") / "photos"
+    for kind, (category, count) in enumerate(SHOP.items()):
+        for n in range(count):
+            make_image(root / category.capitalize() / f"photo_{n:03d}.jpg", kind, 7000 + 100 * kind + n,
+                       size=(120, 100), fmt="JPEG")
+    return root
+
+
+def fake_costs(name, size):
+    """Seconds per image as if measured: grows with pixels, the pretrained model the dearest."""
+    base = {"efficientnet_lite0": 4e-3, "mobilenet_v2": 2e-3, "resnet18": 3e-3}[name]
+    return base * (size / 64) ** 2, base * (size / 64) ** 2 / 3
+
+
+def test_init_plan_fits_the_budget_and_validates(shop_photos):
+    photos = scan(shop_photos)
+    assert photos.counts == {"Accessories": 45, "Bags": 20, "Clothing": 90, "Shoes": 60}
+    assert photos.median_short_side == 100
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    generous = plan(photos, template, budget_s_ref=900, speed=250, costs=fake_costs)
+    tight = plan(photos, template, budget_s_ref=60, speed=250, costs=fake_costs)
+    p = generous.params
+    assert p["label"]["categories"] == ["accessories", "bags", "clothing", "shoes"]
+    assert {"pattern": "^Bags/", "category": "bags"} in p["label"]["rules"]
+    assert p["clean"]["canvas_size"] == 96 and p["train"]["models"]["efficientnet_lite0"]["image_size"] >= 96
+    assert set(generous.params["train"]["models"]) > set(tight.params["train"]["models"]) == {"efficientnet_lite0"}
+    assert generous.estimate_s <= 900
+    assert any("resnet18 left out" in r for r in tight.reasons)
+    assert any(r.startswith("warning: even this smallest plan") for r in tight.reasons)
+    assert not any(r.startswith("warning") for r in generous.reasons)
+    # a machine half as fast, measured as such, gets the same plan for a budget at the reference speed
+    slow = plan(photos, template, budget_s_ref=900, speed=125,
+                costs=lambda name, size: tuple(2 * c for c in fake_costs(name, size)))
+    assert slow.params["train"]["models"] == generous.params["train"]["models"]
+
+
+def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path):
+    project = make_project(tmp_path / "repo", {})
+    out = run(python_cmd("-m", "fashionclf", "init", str(shop_photos), "--budget-minutes", "10"), project)
+    assert "lite0" in out.stdout and "canvas 96 px" in out.stdout
+    for section in params.SECTIONS:
+        params.load(section, project / "params.yaml")  # every section validates
+    run(["dvc", "repro", "balance"], project)
+    report = json.loads((project / "metrics/balance.json").read_text())
+    for category, count in SHOP.items():
+        test = round(0.2 * count)
+        assert report["sources"][category] == count
+        assert report["test"][category] == test
+        assert report["train_sources"][category] == count - test  # never starved by a fixed test count
+    assert report["train_sources"]["bags"] == 16 and report["oversampled"]["bags"] > 0
+
+
+@pytest.mark.parametrize("setup, why", [("one", "at least 2 categories"), ("empty", "no images")])
+def test_init_refuses_unusable_folders(tmp_path, setup, why):
+    if setup == "one":
+        make_image(tmp_path / "shoes" / "a.png", 0, 1)
+    out = run(python_cmd("-m", "fashionclf", "init", str(tmp_path), "--out", str(tmp_path / "p.yaml")),
+              ROOT, check=False)
+    assert out.returncode == 2 and why in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def overconfident(n=3000, k=4, true_temperature=3.0, seed=0):
+    """Labels drawn from softmax(logits); the model reports softmax(logits * T): overconfident."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (n, k))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = np.array([rng.choice(k, p=p) for p in truth])
+    reported = np.exp(logits * true_temperature)
+    return reported / reported.sum(1, keepdims=True), y
+
+
+def test_temperature_scaling_recovers_the_temperature_and_lowers_ece():
+    probs, y = overconfident()
+    temperature = fit_temperature(probs, y)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    before = expected_calibration_error(probs, y, 15)
+    after = expected_calibration_error(scaled(probs, temperature), y, 15)
+    assert after < before / 3 and after < 0.03
+
+
+def test_review_threshold_reaches_the_target_precision_with_most_coverage():
+    rng = np.random.default_rng(1)
+    confidence = rng.uniform(0.3, 1.0, 4000)
+    correct = rng.uniform(size=4000) < confidence  # calibrated: P(correct) = confidence
+    threshold = threshold_for_precision(confidence, correct, 0.95)
+    above = confidence >= threshold
+    assert correct[above].mean() >= 0.95
+    lower = confidence[confidence < threshold].max()  # one more image in: precision falls short
+    assert correct[confidence >= lower].mean() < 0.95
+    perfect = threshold_for_precision(confidence, correct, 1.0)
+    assert correct[confidence >= perfect].all()
+    probs = np.stack([confidence, 1 - confidence], 1)
+    y = np.where(correct, 0, 1)
+    split = review_split(probs, y, threshold)
+    assert split["labelled_automatically"] == above.sum() and split["precision"] >= 0.95
+    nothing = review_split(probs, y, np.nextafter(1.0, 2.0))
+    assert nothing["coverage"] == 0 and nothing["precision"] is None
+
+
+def test_label_audit_finds_labels_flipped_on_purpose():
+    x, y = make_blobs(n_samples=600, centers=3, cluster_std=1.2, random_state=3)
+    categories = ["bags", "clothing", "shoes"]
+    rng = np.random.default_rng(3)
+    flipped = rng.choice(len(y), 20, replace=False)
+    given = y.copy()
+    given[flipped] = (y[flipped] + rng.integers(1, 3, 20)) % 3
+    oof = cross_val_predict(LogisticRegression(max_iter=500), x, given, cv=5, method="predict_proba")
+    paths = [f"raw/{categories[c]}/img_{i:03d}.png" for i, c in enumerate(y)]
+    rows = []
+    for i, path in enumerate(paths):  # two augmented variants per image: audited once, averaged
+        for variant in (0, 1):
+            p = oof[i] if variant == 0 else (oof[i] * 0.9 + 0.1 / 3)
+            rows.append({"path": path, "copy": 0, "variant": variant, "fold": i % 5,
+                         "actual": categories[given[i]], "predicted": categories[p.argmax()],
+                         **{f"p_{c}": p[k] for k, c in enumerate(categories)}})
+    suspects = suspect_labels(pd.DataFrame(rows), categories)
+    assert list(suspects.columns[:2]) == list(pd.read_csv("data/corrections.csv").columns) == ["path", "category"]
+    assert list(suspects.columns) == SUSPECT_COLUMNS and suspects["path"].is_unique
+    found = set(suspects["path"]) & {paths[i] for i in flipped}
+    assert len(found) >= 17, f"found {len(found)} of 20 flipped labels"
+    assert len(suspects) <= 30  # and few false alarms
+    for _, row in suspects[suspects["path"].isin([paths[i] for i in flipped])].iterrows():
+        i = paths.index(row["path"])
+        assert row["given"] == categories[given[i]] and row["category"] == categories[y[i]]
+    assert suspects["label_quality"].is_monotonic_increasing
+
+
+def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path):
+    review = json.loads((tiny_project / "metrics/review.json").read_text())
+    assert review["model"] == json.loads((tiny_project / "reports/best_model.json").read_text())["best_model"]
+    assert review["temperature"] > 0 and set(review["ece"]) == {"oof_before", "oof_after", "test_before", "test_after"}
+    assert review["ece"]["oof_after"] <= review["ece"]["oof_before"] + 1e-6  # fitted there
+    test = review["test"]
+    assert test["labelled_automatically"] + test["needs_review"] == test["n"] > 0
+    assert (tiny_project / "plots/png/reliability.png").stat().st_size > 5000
+    suspects = pd.read_csv(tiny_project / "data/suspect_labels.csv")
+    assert list(suspects.columns) == SUSPECT_COLUMNS
+    assert "labels" in (tiny_project / "reports/review.md").read_text()
+
+    images = tmp_path / "bags"
+    with zipfile.ZipFile(tiny_project / "data/raw.zip") as archive:
+        archive.extractall(images, [n for n in archive.namelist() if n.startswith("fashion-mnist/bag/")])
+    out = run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "p.csv"),
+                         "--target-precision", "0.99", "--workers", "0"), tiny_project)
+    assert f"threshold {review['threshold']:.4f}" in out.stdout  # the stage's threshold, for the same target
+    table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    confident = table["confidence"].astype(float) >= review["threshold"]
+    assert (table.loc[~confident, "category"] == "needs_review").all()
+    assert (table.loc[confident, "category"] != "needs_review").all()
