@@ -49,7 +49,11 @@ def main(argv=None) -> int:
         return run_gate(args.against, args.rules, args.all)
     if args.command == "predict":
         from .predict import run_predict
-        return run_predict(args)
+        try:
+            return run_predict(args)
+        except FileNotFoundError as exc:  # no trained model, or no out-of-fold predictions
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "init":
         from .errors import ParamError
         from .init import run_init

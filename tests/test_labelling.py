@@ -173,6 +173,11 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
                          "--target-precision", "0.99", "--workers", "0"), tiny_project)
     assert f"threshold {review['threshold']:.4f}" in out.stdout  # the stage's threshold, for the same target
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    missing = run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "q.csv"),
+                             "--target-precision", "0.99", "--oof", "nowhere.csv"), tiny_project, check=False)
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        "error: nowhere.csv not found: --target-precision needs the model's out-of-fold predictions "
+        "(run `dvc repro`, or pass --oof)"]
     confident = table["confidence"].astype(float) >= review["threshold"]
     assert (table.loc[~confident, "category"] == "needs_review").all()
     assert (table.loc[confident, "category"] != "needs_review").all()
