@@ -108,7 +108,7 @@ def main():
     print(f"\nGenerated catalogue: {sum(CATALOGUE.values())} photos {CATALOGUE}; unseen: {len(table)} photos")
     print(f"dvc repro: {took:.0f} s here at {speed:.0f} img/s = {took * speed / 250:.0f} s at 250 img/s "
           f"(budget {args.budget_minutes * 60:.0f} s)")
-    print(f"| measured on | model | accuracy | macro F1 | coverage at 99% target precision | precision there | ECE before → after |")
+    print("| measured on | model | accuracy | macro F1 | coverage at 99% target precision | precision there | ECE before → after |")
     print("|---|---|---|---|---|---|---|")
     t = summary["models"][best]["test_clean"]
     print(f"| pipeline test split ({t['n']} photos) | {best} | {t['accuracy']:.4f} | {t['f1']:.4f} | "

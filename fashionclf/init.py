@@ -154,7 +154,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     names = {folder: category_name(folder) for folder in photos.counts}
     classes = len(names)
     tests = {f: max(1, round(TEST_FRACTION * n)) for f, n in photos.counts.items()}
-    train_counts = sorted(n - tests[f] for f, n in photos.counts.items())
+    train_counts = [n - tests[f] for f, n in photos.counts.items()]
     per_class = int(min(MAX_PER_CLASS, max(50, max(train_counts))))
     test_total = sum(tests.values())
     reasons.append(f"{classes} categories from the sub-folders; photos per category "

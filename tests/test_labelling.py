@@ -19,7 +19,7 @@ from fashionclf import params
 from fashionclf.audit import SUSPECT_COLUMNS, suspect_labels
 from fashionclf.calibration import (expected_calibration_error, fit_temperature, review_split, scaled,
                                     threshold_for_precision)
-from fashionclf.init import PhotoFolder, plan, scan
+from fashionclf.init import plan, scan
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
 
