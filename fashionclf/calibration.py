@@ -12,7 +12,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from .stats import wilson_interval
+from .stats import rounded_interval, wilson_interval
 
 EPS = 1e-7  # predictions are stored rounded to 6 decimals: a stored 0 is "below 1e-6"
 
@@ -75,7 +75,7 @@ def review_split(probs: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     r = lambda v: round(float(v), 6)
     return {"n": int(len(y)), "labelled_automatically": n_auto, "needs_review": int(len(y) - n_auto),
             "coverage": r(n_auto / max(len(y), 1)),
-            "coverage_ci95": [r(v) for v in wilson_interval(n_auto, len(y))],
+            "coverage_ci95": rounded_interval(wilson_interval(n_auto, len(y))),
             "precision": r(hits / n_auto) if n_auto else None,
-            "precision_ci95": [r(v) for v in wilson_interval(hits, n_auto)] if n_auto else None,
+            "precision_ci95": rounded_interval(wilson_interval(hits, n_auto)) if n_auto else None,
             "errors_labelled_automatically": n_auto - hits}

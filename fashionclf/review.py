@@ -32,8 +32,10 @@ def labelled(table: pd.DataFrame, categories) -> tuple[np.ndarray, np.ndarray]:
 def calibrated_threshold(oof: pd.DataFrame, target_precision: float) -> tuple[float, float]:
     """(temperature, threshold): temperature scaling fitted on the out-of-fold predictions, and the
     lowest calibrated confidence at which they reach ``target_precision``."""
-    categories = categories_of(oof)
-    y, probs = labelled(oof, categories)
+    return fit_calibration(*labelled(oof, categories_of(oof)), target_precision)
+
+
+def fit_calibration(y: np.ndarray, probs: np.ndarray, target_precision: float) -> tuple[float, float]:
     temperature = fit_temperature(probs, y)
     calibrated = scaled(probs, temperature)
     threshold = threshold_for_precision(calibrated.max(1), calibrated.argmax(1) == y, target_precision)
@@ -48,7 +50,7 @@ def review_report(model: str, oof: pd.DataFrame, test: pd.DataFrame, target_prec
                          f"{categories} vs {categories_of(test)}")
     y_oof, p_oof = labelled(oof, categories)
     y_test, p_test = labelled(test, categories)
-    temperature, threshold = calibrated_threshold(oof, target_precision)
+    temperature, threshold = fit_calibration(y_oof, p_oof, target_precision)
     c_oof, c_test = scaled(p_oof, temperature), scaled(p_test, temperature)
     ece = lambda p, y: expected_calibration_error(p, y, bins)
     suspects = suspect_labels(oof, categories)
