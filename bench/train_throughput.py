@@ -4,9 +4,11 @@ forward + backward + step of the same model on tensors already in memory, in one
     python bench/train_throughput.py [--models resnet18 ...] [--images 1024]
 
 Each model runs at its params.yaml image size and with the train section's augmentation. Prints
-images/s of both and their ratio (target >= 0.9 on CPU) for every model.
+the median images/s of both and the median ratio of back-to-back pairs (target >= 0.9 on CPU)
+for every model.
 """
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -19,8 +21,9 @@ from fashionclf.models import build_model
 from fashionclf.train import make_optimizer, train_one_epoch
 
 
-def measure(name: str, image_size: int, train, images: int, repeats: int, device) -> tuple[float, float]:
-    """(project images/s, bare images/s) for one model on canonical 28 px images it resizes itself."""
+def measure(name: str, image_size: int, train, images: int, repeats: int, device) -> tuple[float, float, float]:
+    """(project images/s, bare images/s, their ratio) for one model on canonical 28 px images it
+    resizes itself; the ratio is the median over back-to-back pairs, so drift cancels."""
     rng = np.random.default_rng(0)
     x = to_tensor(rng.integers(0, 255, (images, 28, 28, 3), dtype=np.uint8))
     y = torch.from_numpy(rng.integers(0, 3, images))
@@ -55,17 +58,20 @@ def measure(name: str, image_size: int, train, images: int, repeats: int, device
         return time.perf_counter() - start
 
     project_loop(), bare_loop()  # warm-up
-    project = min(project_loop() for _ in range(repeats))
-    bare = min(bare_loop() for _ in range(repeats))
-    return images / project, images / bare
+    project, bare = [], []
+    for _ in range(repeats):  # short loops in pairs: a shared machine's speed drifts by 25% within minutes
+        project.append(project_loop())
+        bare.append(bare_loop())
+    ratio = statistics.median(b / p for p, b in zip(project, bare))
+    return images / statistics.median(project), images / statistics.median(bare), ratio
 
 
 def main():
     train = params.load("train")
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=list(train.models))
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=256, help="per timed loop")
+    parser.add_argument("--repeats", type=int, default=9, help="timed pairs of loops per model")
     args = parser.parse_args()
     set_threads(train.threads)
     device = pick_device(train.device)
@@ -75,8 +81,8 @@ def main():
     print("|---|---|---|---|---|")
     for name in args.models:
         size = train.model(name).image_size
-        project, bare = measure(name, size, train, args.images, args.repeats, device)
-        print(f"| {name} | {size} | {project:.1f} | {bare:.1f} | {project / bare:.3f} |", flush=True)
+        project, bare, ratio = measure(name, size, train, args.images, args.repeats, device)
+        print(f"| {name} | {size} | {project:.1f} | {bare:.1f} | {ratio:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def ensemble_graph(fold_proto, states: list[dict]):
 def export_onnx(model_dir: Path | str, out_dir: Path | str) -> dict:
     import onnx
 
-    ensemble = Ensemble.load(model_dir)
+    ensemble = Ensemble.load(model_dir, fused=False)
     canvas = ensemble.preprocessing["canvas_size"]
     proto = ensemble_graph(export_fold_graph(ensemble.models[0], canvas),
                            [model.state_dict() for model in ensemble.models])

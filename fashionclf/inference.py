@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import FoldCheckpoint, load_folds
-from .models import build_model
+from .models import build_model, fuse_batchnorm
 
 
 def set_threads(threads: int) -> None:
@@ -59,9 +59,12 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int, device: to
 class Ensemble(nn.Module):
     """The fold models of one trained model: [N, 3, canvas, canvas] floats in [0, 1] -> the mean
     softmax. Each fold model resizes and normalises its input itself, so this module is all a
-    server needs (export traces it as it is)."""
+    server needs (export traces it as it is).
 
-    def __init__(self, checkpoints: list[FoldCheckpoint]):
+    ``fused``: each BatchNorm folded into its convolution, for inference in PyTorch. Export keeps
+    the unfused modules, whose state_dict keys it relies on (onnxruntime fuses them itself)."""
+
+    def __init__(self, checkpoints: list[FoldCheckpoint], fused: bool = True):
         super().__init__()
         if not checkpoints:
             raise FileNotFoundError("no fold checkpoints found")
@@ -74,13 +77,14 @@ class Ensemble(nn.Module):
             model = build_model(self.name, len(self.categories), pretrained=False,
                                 image_size=self.preprocessing["image_size"])
             model.load_state_dict(ckpt.state_dict)
-            models.append(model.eval().to(memory_format=torch.channels_last))
+            model = fuse_batchnorm(model.eval()) if fused else model.eval()
+            models.append(model.to(memory_format=torch.channels_last))
         self.models = nn.ModuleList(models)
         self.eval()
 
     @classmethod
-    def load(cls, model_dir: Path | str) -> "Ensemble":
-        return cls(load_folds(model_dir))
+    def load(cls, model_dir: Path | str, fused: bool = True) -> "Ensemble":
+        return cls(load_folds(model_dir), fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([torch.softmax(model(x).float(), dim=1) for model in self.models]).mean(0)

