@@ -1,7 +1,7 @@
 """Is the trainer compute-bound? Times the project's train_one_epoch against the bare
 forward + backward + step of the same model on tensors already in memory, in one process.
 
-    python bench/train_throughput.py [--models resnet18 ...] [--images 1024]
+    python bench/train_throughput.py [--models resnet18 ...] [--images 256] [--repeats 9]
 
 Each model runs at its params.yaml image size and with the train section's augmentation. Prints
 the median images/s of both and the median ratio of back-to-back pairs (target >= 0.9 on CPU)
