@@ -104,11 +104,3 @@ def summary_markdown(summary: dict, choice: dict) -> str:
 def robustness_curves(models, curve_dir) -> pd.DataFrame:
     frames = [pd.read_csv(Path(curve_dir) / f"{m}.csv").assign(model=m) for m in models]
     return pd.concat(frames, ignore_index=True)
-
-
-def best_model_name(best="reports/best_model.json") -> str:
-    """The best model of the last aggregate (chosen on out-of-fold cross-validation results)."""
-    path = Path(best)
-    if not path.is_file():
-        raise FileNotFoundError(f"{best} not found: run `dvc repro` first or pass --model")
-    return json.loads(path.read_text())["best_model"]

@@ -1,6 +1,7 @@
 """The fold checkpoint format: training writes it, inference, export and bench read it."""
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,3 +39,11 @@ def fold_paths(model_dir: Path | str) -> list[Path]:
 
 def load_folds(model_dir: Path | str) -> list[FoldCheckpoint]:
     return [FoldCheckpoint.load(p) for p in fold_paths(model_dir)]
+
+
+def best_model_name(best="reports/best_model.json") -> str:
+    """The best model of the last aggregate (chosen on out-of-fold cross-validation results)."""
+    path = Path(best)
+    if not path.is_file():
+        raise FileNotFoundError(f"{best} not found: run `dvc repro` first or pass --model")
+    return json.loads(path.read_text())["best_model"]

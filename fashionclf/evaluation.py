@@ -36,11 +36,12 @@ def stratified_subset(y: np.ndarray, size: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def evaluate(ensemble: Ensemble, test_dir, batch_size: int, sigmas=(0.0,), seed: int = 0,
+def evaluate(ensemble: Ensemble, test_set, batch_size: int, sigmas=(0.0,), seed: int = 0,
              max_images: int = 0) -> dict:
-    """{sigma: (metrics, predictions table)} for the fold ensemble on the test set at each noise level
-    (on a stratified subset of ``max_images`` test images when that is set and smaller)."""
-    x, y, paths = load_test_set(test_dir, ensemble.categories)
+    """{sigma: (metrics, predictions table)} for the fold ensemble on ``test_set`` (load_test_set's
+    tensors, labels and paths) at each noise level, on a stratified subset of ``max_images`` test
+    images when that is set and smaller."""
+    x, y, paths = test_set
     if 0 < max_images < len(y):
         keep = stratified_subset(y, max_images)
         x, y, paths = x[torch.from_numpy(keep)], y[keep], [paths[i] for i in keep]

@@ -142,8 +142,6 @@ def fetch(source: str, per_class: int, out: Path | str) -> dict:
     """Write the raw images into the archive ``out`` and return the report."""
     out = Path(out)
     src = locate_fashion_mnist() if source == "fashion-mnist" else Path(source).expanduser()
-    if source != "fashion-mnist" and not src.is_dir():
-        raise FetchError(f"params.yaml: fetch.source {str(src)!r} is neither 'fashion-mnist' nor an existing folder")
     with raw_archive(out) as archive:
         if source == "fashion-mnist":
             return export_fashion_mnist(src, archive, per_class)

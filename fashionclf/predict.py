@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .aggregate import best_model_name
 from .calibration import scaled
+from .checkpoint import best_model_name
 from .errors import ImageRejected
 from .imaging import decode
 from .inference import Ensemble

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from fashionclf import params
-from fashionclf.aggregate import best_model_name
+from fashionclf.checkpoint import best_model_name
 from fashionclf.cli import stage_args, stage_main
 from fashionclf.plotting import plot_reliability
 from fashionclf.review import review_markdown, review_report

@@ -1,7 +1,7 @@
 """Stage test_clean@<model>: the fold ensemble on the held-out test set (reads params: evaluate)."""
 from fashionclf import params
 from fashionclf.cli import stage_args, stage_main
-from fashionclf.evaluation import evaluate
+from fashionclf.evaluation import evaluate, load_test_set
 from fashionclf.inference import Ensemble, set_threads
 from fashionclf.store import write_atomic, write_json
 from fashionclf.tracking import log_confusion
@@ -11,7 +11,9 @@ def main():
     args = stage_args(__doc__, "models", "test", "metrics", "predictions", "confusion", model=True)
     p = params.load("evaluate")
     set_threads(p.threads)
-    metrics, table = evaluate(Ensemble.load(args.models), args.test, p.batch_size)[0.0]
+    ensemble = Ensemble.load(args.models)
+    test_set = load_test_set(args.test, ensemble.categories)
+    metrics, table = evaluate(ensemble, test_set, p.batch_size)[0.0]
     write_json(args.metrics, metrics)
     write_atomic(args.predictions, table.to_csv(index=False))
     log_confusion(table["actual"], table["predicted"], args.confusion, f"{args.model}: clean test set")

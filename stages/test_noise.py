@@ -5,7 +5,7 @@ import pandas as pd
 
 from fashionclf import params
 from fashionclf.cli import stage_args, stage_main
-from fashionclf.evaluation import curve_row, evaluate
+from fashionclf.evaluation import curve_row, evaluate, load_test_set
 from fashionclf.scoring import metrics_from_predictions
 from fashionclf.inference import Ensemble, set_threads
 from fashionclf.store import write_atomic, write_json
@@ -18,12 +18,13 @@ def main():
     noise, evaluate_params = params.load("noise"), params.load("evaluate")
     set_threads(evaluate_params.threads)
     ensemble = Ensemble.load(args.models)
+    test_set = load_test_set(args.test, ensemble.categories)
     clean = pd.read_csv(args.clean_predictions, keep_default_na=False)
     results = {0.0: (metrics_from_predictions(clean, ensemble.categories), clean)}
     if noise.sigma > 0:
-        results |= evaluate(ensemble, args.test, evaluate_params.batch_size, [noise.sigma], noise.seed)
+        results |= evaluate(ensemble, test_set, evaluate_params.batch_size, [noise.sigma], noise.seed)
     curve_only = sorted(set(noise.sigmas) - {0.0, noise.sigma})
-    results |= evaluate(ensemble, args.test, evaluate_params.batch_size, curve_only, noise.seed,
+    results |= evaluate(ensemble, test_set, evaluate_params.batch_size, curve_only, noise.seed,
                         noise.curve_max_images)
     metrics, table = results[noise.sigma]
     write_json(args.metrics, {**metrics, "sigma": noise.sigma})
