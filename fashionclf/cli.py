@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import KNOWN_ERRORS
@@ -17,6 +18,16 @@ def stage_main(run) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    exit_without_teardown()
+
+
+def exit_without_teardown() -> None:
+    """Exit 0 at once. The interpreter's teardown after torch, torchvision and pandas are imported
+    takes 0.8-2 s (measured), about 35 s of a `dvc repro`'s 23 stage processes. Every output is
+    already written and closed (store's atomic writes); only the standard streams hold data."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def stage_args(doc: str, *options: str, model: bool = False) -> argparse.Namespace:

@@ -2,6 +2,7 @@
 fold ensemble (the mean softmax of the fold models, written once)."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import FoldCheckpoint, load_folds
-from .models import build_model, fuse_batchnorm
+from .models import build_for_weights, fuse_batchnorm
 
 
 def set_threads(threads: int) -> None:
@@ -72,10 +73,10 @@ class Ensemble(nn.Module):
         self.name = first.model_name
         self.categories = list(first.categories)
         self.preprocessing = dict(first.preprocessing)
+        architecture = build_for_weights(self.name, len(self.categories), self.preprocessing["image_size"])
         models = []
         for ckpt in checkpoints:
-            model = build_model(self.name, len(self.categories), pretrained=False,
-                                image_size=self.preprocessing["image_size"])
+            model = copy.deepcopy(architecture)  # 4x faster than another random initialisation (resnet50)
             model.load_state_dict(ckpt.state_dict)
             model = fuse_batchnorm(model.eval()) if fused else model.eval()
             models.append(model.to(memory_format=torch.channels_last))

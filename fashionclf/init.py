@@ -108,9 +108,10 @@ def timed(fn) -> float:
 def reference_speed(seconds: float = 4.0) -> float:
     """This machine's img/s on ../shared/bench/ref_speed.py's workload (bare ResNet18 steps, 32 px)."""
     import torch
-    import torchvision
+
+    from .models import torchvision_models
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=3).to(memory_format=torch.channels_last)
+    model = torchvision_models().resnet18(num_classes=3).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters())
     x = torch.rand(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 3, (64,))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_fscore_support
 
-from .stats import bootstrap_macro_f1_interval, rounded_interval, wilson_interval
+from .stats import bootstrap_macro_f1_interval, confusion_counts, rounded_interval, wilson_interval
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, categories: list[str]) -> dict:
@@ -14,8 +13,8 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, categories: li
     y_true = np.asarray(y_true)
     y_pred = probs.argmax(1)
     labels = list(range(len(categories)))
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    ap = [average_precision_score(y_true == c, probs[:, c]) if (y_true == c).any() else 0.0 for c in labels]
+    precision, recall, f1 = per_class_scores(confusion_counts(y_true, y_pred, len(categories)))
+    ap = [average_precision(y_true == c, probs[:, c]) if (y_true == c).any() else 0.0 for c in labels]
     correct = int((y_pred == y_true).sum())
     r = lambda v: round(float(v), 6)
     return {"accuracy": r(correct / max(len(y_true), 1)),
@@ -25,6 +24,26 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, categories: li
             "map": r(np.mean(ap)), "n": int(len(y_true)),
             "per_class": {c: {"precision": r(precision[i]), "recall": r(recall[i]), "f1": r(f1[i]),
                               "n": int((y_true == i).sum())} for i, c in enumerate(categories)}}
+
+
+def per_class_scores(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 per class from a confusion matrix (rows: actual); 0 where undefined."""
+    tp = np.diag(counts).astype(float)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(tp), where=b > 0)
+    predicted, actual = counts.sum(0), counts.sum(1)
+    return ratio(tp, predicted), ratio(tp, actual), ratio(2 * tp, predicted + actual)
+
+
+def average_precision(is_positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the precision-recall curve as the step sum over distinct score thresholds, from
+    the highest: sum of (recall gained) x (precision there)."""
+    order = np.argsort(-scores, kind="mergesort")
+    hits = np.asarray(is_positive, float)[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores[order])), len(hits) - 1]
+    true_positives = np.cumsum(hits)[last_of_each_score]
+    precision = true_positives / (last_of_each_score + 1)
+    recall_gained = np.diff(np.r_[0.0, true_positives]) / true_positives[-1]
+    return float(np.sum(recall_gained * precision))
 
 
 def predictions_table(paths, y_true: np.ndarray, probs: np.ndarray, categories) -> pd.DataFrame:

