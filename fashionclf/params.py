@@ -129,6 +129,7 @@ class TrainParams(Section):
     pretrained: bool
     device: str
     threads: int = Field(ge=1)
+    fold_workers: int = Field(ge=1)
     seed: int
     models: dict[str, ModelParams]
 

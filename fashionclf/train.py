@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import random
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,7 @@ from .checkpoint import FoldCheckpoint
 from .errors import DataError, assert_disjoint
 from .scoring import classification_metrics, predictions_table
 from .inference import autocast, pick_device, predict_proba, to_tensor
-from .models import build_model, count_macs, count_parameters, normalization
+from .models import build_for_weights, build_model, count_macs, count_parameters, normalization
 from .params import ModelParams, TrainParams
 from .store import atomic_dir
 
@@ -168,6 +172,51 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
     return model.cpu(), state
 
 
+def die_with_parent() -> None:
+    """Linux: a fold worker gets SIGKILL when the stage process dies (kill -9, the OOM killer),
+    instead of training on unseen and writing resume points a rerun is about to use."""
+    if sys.platform == "linux":
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+_WORKER: dict = {}
+
+
+def start_fold_worker(images, labels, threads: int) -> None:
+    """Pool initializer: the data arrives once per worker (with fork, without a copy), not per fold."""
+    die_with_parent()
+    torch.set_num_threads(threads)
+    _WORKER.update(images=images, labels=labels)
+
+
+def train_fold_job(job: dict) -> tuple[int, dict, dict]:
+    """One fold, in a worker or in this process: (fold, weights of the best epoch, its state)."""
+    images, labels = _WORKER["images"], _WORKER["labels"]
+    train_idx, val_idx = job["train_idx"], job["val_idx"]
+    # to_tensor converts each image on its own, so converting a fold's rows equals slicing the whole
+    x_train, x_val = to_tensor(images[train_idx]), to_tensor(images[val_idx])
+    y = torch.from_numpy(labels.copy()).long()
+    model, state = train_fold(job["model_params"], job["train"], job["categories"], x_train, y[train_idx],
+                              x_val, y[val_idx], job["fold"], job["device"], job["resume"])
+    state.pop("best_state")  # the model holds it
+    return job["fold"], model.state_dict(), state
+
+
+def run_fold_jobs(jobs: list[dict], images, labels, train: TrainParams, device) -> Iterator[tuple[int, dict, dict]]:
+    """Train the folds: ``train.fold_workers`` processes at once on CPU, each with ``train.threads``
+    threads (each fold is seeded on its own, so the results do not depend on the scheduling);
+    one after another on a GPU."""
+    workers = min(train.fold_workers, len(jobs)) if device.type == "cpu" else 1
+    if workers == 1:
+        _WORKER.update(images=images, labels=labels)
+        yield from map(train_fold_job, jobs)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with context.Pool(workers, start_fold_worker, (images, labels, train.threads)) as pool:
+        yield from pool.imap_unordered(train_fold_job, jobs)  # leaving the block terminates the workers
+
+
 def cross_validate(model_params: ModelParams, train: TrainParams, images: np.ndarray, manifest: pd.DataFrame,
                    out_dir: Path, resume_dir: Path | None = None) -> dict:
     """Train ``train.folds`` models into out_dir/fold<k>.pt; return CV metrics (out-of-fold accuracy
@@ -177,45 +226,48 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
     groups = manifest["group"].astype(str).to_numpy()
     splits = grouped_folds(labels, groups, train.folds, train.seed)
     device = pick_device(train.device)
-    x = to_tensor(images)  # canonical size: augmentation and noise apply before the model's resize
-    y = torch.from_numpy(labels.copy()).long()
     mean, std = normalization(model_params.name)
     preprocessing = {"canvas_size": int(images.shape[1]), "image_size": model_params.image_size,
                      "input": "RGB float in [0, 1], letterboxed to canvas_size; the model resizes to image_size",
                      "mean": list(mean), "std": list(std)}
-    run_params = {"model": model_params.model_dump(), "train": train.model_dump(exclude={"models"})}
-    key = fingerprint(run_params, len(x),
+    run_params = {"model": model_params.model_dump(), "train": train.model_dump(exclude={"models", "fold_workers"})}
+    key = fingerprint(run_params, len(images),
                       hashlib.sha1(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes()).hexdigest())
-    oof = np.zeros((len(x), len(categories)))
-    oof_fold = np.zeros(len(x), dtype=int)
-    folds, history = [], []
+    jobs = [{"fold": k, "train_idx": train_idx, "val_idx": val_idx, "model_params": model_params, "train": train,
+             "categories": categories, "device": device,
+             "resume": resume_dir / key / f"fold{k}.pt" if resume_dir else None}
+            for k, (train_idx, val_idx) in enumerate(splits)]
+    oof = np.zeros((len(images), len(categories)))
+    oof_fold = np.zeros(len(images), dtype=int)
+    folds = {}
     with atomic_dir(out_dir) as tmp:  # the fold checkpoints appear together or not at all
-        for k, (train_idx, val_idx) in enumerate(tqdm(splits, desc=f"cv {model_params.name}")):
-            resume = resume_dir / key / f"fold{k}.pt" if resume_dir else None
-            t_idx, v_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
-            model, state = train_fold(model_params, train, categories, x[t_idx], y[t_idx], x[v_idx], y[v_idx],
-                                      k, device, resume)
-            FoldCheckpoint(model_params.name, model.state_dict(), categories, preprocessing, run_params, k,
+        finished = run_fold_jobs(jobs, images, labels, train, device)
+        for k, weights, state in tqdm(finished, total=len(jobs), desc=f"cv {model_params.name}"):
+            FoldCheckpoint(model_params.name, weights, categories, preprocessing, run_params, k,
                            state["best_epoch"], state["best_loss"], state["history"]).save(tmp / f"fold{k}.pt")
+            val_idx = splits[k][1]
             oof[val_idx] = state["best_probs"].numpy()
             oof_fold[val_idx] = k
-            folds.append({"val_loss": round(state["best_loss"], 6), "val_accuracy": round(state["best_accuracy"], 6),
-                          "epochs": state["epoch"]})
-            history.extend(state["history"])
+            folds[k] = state
     if resume_dir and (resume_dir / key).is_dir():
         for f in (resume_dir / key).iterdir():
             f.unlink()
         (resume_dir / key).rmdir()
+    states = [folds[k] for k in range(len(jobs))]
     per_image_loss = -np.log(np.clip(oof[np.arange(len(labels)), labels], 1e-12, None))
     out_of_fold = classification_metrics(labels, oof, categories)
     out_of_fold.pop("per_class")
-    metrics = {"avg_val_loss": round(float(np.mean([f["val_loss"] for f in folds])), 6),
-               "best_fold_loss": min(f["val_loss"] for f in folds),
+    model = build_for_weights(model_params.name, len(categories), model_params.image_size)
+    metrics = {"avg_val_loss": round(float(np.mean([s["best_loss"] for s in states])), 6),
+               "best_fold_loss": min(round(s["best_loss"], 6) for s in states),
                "oof": {"log_loss": round(float(per_image_loss.mean()), 6), **out_of_fold},
                "parameters": count_parameters(model), "macs": count_macs(model, model_params.image_size),
-               "image_size": model_params.image_size, "folds": folds}
+               "image_size": model_params.image_size,
+               "folds": [{"val_loss": round(s["best_loss"], 6), "val_accuracy": round(s["best_accuracy"], 6),
+                          "epochs": s["epoch"]} for s in states]}
     table = predictions_table(manifest["path"], labels, oof, categories)
     table.insert(1, "copy", manifest["copy"].to_numpy())
     table.insert(2, "variant", manifest["variant"].to_numpy())
     table.insert(3, "fold", oof_fold)
-    return {"metrics": metrics, "history": history, "oof": table, "device": str(device)}
+    return {"metrics": metrics, "history": [row for s in states for row in s["history"]], "oof": table,
+            "device": str(device)}

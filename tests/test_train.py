@@ -108,3 +108,29 @@ def test_batchnorm_recalibration_sees_every_category():
     recalibrate_batchnorm(model, x, quiet, torch.device("cpu"), limit=1024)
     assert torch.allclose(model[0].running_mean, torch.full((3,), 0.5), atol=0.02)
     assert model[0].momentum == 0.1
+
+
+def test_folds_trained_at_once_in_workers_equal_folds_trained_one_after_another(tmp_path):
+    """Each fold is seeded on its own, so train.fold_workers changes the speed, never the result."""
+    import pandas as pd
+
+    from fashionclf.checkpoint import load_folds
+    from fashionclf.train import cross_validate
+
+    images, labels, groups = toy_data(n_groups=36, variants=2)
+    manifest = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))],
+                             "category": np.array(["a", "b", "c"])[labels], "group": groups,
+                             "copy": 0, "variant": 0})
+    model = ModelParams(name="resnet18", image_size=16, epochs=2, lr=0.003)
+    train = TINY_TRAIN.model_copy(update={"folds": 3, "batch_size": 16, "threads": 1})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each worker uses
+    try:
+        one = cross_validate(model, train.model_copy(update={"fold_workers": 1}), images, manifest, tmp_path / "one")
+    finally:
+        torch.set_num_threads(threads)
+    two = cross_validate(model, train.model_copy(update={"fold_workers": 2}), images, manifest, tmp_path / "two")
+    assert one["metrics"] == two["metrics"] and one["history"] == two["history"]
+    assert one["oof"].equals(two["oof"])
+    for a, b in zip(load_folds(tmp_path / "one"), load_folds(tmp_path / "two"), strict=True):
+        assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
