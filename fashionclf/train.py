@@ -174,7 +174,7 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
 
 def die_with_parent() -> None:
     """Linux: a fold worker gets SIGKILL when the stage process dies (kill -9, the OOM killer),
-    instead of training on unseen and writing resume points a rerun is about to use."""
+    instead of training on, orphaned, and writing resume points that a rerun is about to use."""
     if sys.platform == "linux":
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
@@ -210,7 +210,10 @@ def run_fold_jobs(jobs: list[dict], images, labels, train: TrainParams, device) 
     workers = min(train.fold_workers, len(jobs)) if device.type == "cpu" else 1
     if workers == 1:
         _WORKER.update(images=images, labels=labels)
-        yield from map(train_fold_job, jobs)
+        try:
+            yield from map(train_fold_job, jobs)
+        finally:
+            _WORKER.clear()
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     with context.Pool(workers, start_fold_worker, (images, labels, train.threads)) as pool:
