@@ -22,14 +22,18 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def macro_f1_from_confusion(counts: np.ndarray) -> np.ndarray:
-    """Macro F1 of one or many (..., K, K) confusion matrices (rows: actual, columns: predicted)."""
+def per_class_scores(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 per class of one or many (..., K, K) confusion matrices (rows:
+    actual, columns: predicted), as scikit-learn defines them; 0 where undefined."""
     tp = np.diagonal(counts, axis1=-2, axis2=-1).astype(float)
-    fp = counts.sum(-2) - tp
-    fn = counts.sum(-1) - tp
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(-1)
+    predicted, actual = counts.sum(-2), counts.sum(-1)
+    ratio = lambda a, b: np.divide(a, b, out=np.zeros_like(tp), where=b > 0)
+    return ratio(tp, predicted), ratio(tp, actual), ratio(2 * tp, predicted + actual)
+
+
+def macro_f1_from_confusion(counts: np.ndarray) -> np.ndarray:
+    """Macro F1 of one or many (..., K, K) confusion matrices."""
+    return per_class_scores(counts)[2].mean(-1)
 
 
 def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:

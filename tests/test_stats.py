@@ -68,8 +68,8 @@ def test_stratified_subset_keeps_each_class_share():
 def test_per_class_scores_and_average_precision_match_sklearn(seed):
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support
 
-    from fashionclf.scoring import average_precision, per_class_scores
-    from fashionclf.stats import confusion_counts
+    from fashionclf.scoring import average_precision
+    from fashionclf.stats import confusion_counts, per_class_scores
 
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, 4, 500)
