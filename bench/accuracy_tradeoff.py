@@ -4,7 +4,7 @@ Trains one fold (80% of the source images of data/augment, grouped, seeded) per 
 configuration with the project's own train_fold, evaluates that single fold model on the held-out
 test set (data/balance/test), clean and with Gaussian noise, and prints a table. The pipeline trains
 ``train.folds`` such folds per model, so its training time is about folds x the one-fold time; the
-table scales that to the reference speed (250 img/s of ../shared/bench/ref_speed.py), measured in
+table scales that to the reference speed (250 img/s of bench/ref_speed.py), measured in
 the same run. A fold ensemble is usually a little more accurate than its single folds.
 Run after `dvc repro augment`:
 
@@ -19,13 +19,13 @@ import time
 import numpy as np
 import torch
 
-from fashionclf import params
-from fashionclf.evaluation import add_noise
-from fashionclf.inference import pick_device, set_threads, to_tensor
-from fashionclf.init import REFERENCE_SPEED, reference_speed
-from fashionclf.stats import wilson_interval
-from fashionclf.store import load_imageset
-from fashionclf.train import train_fold, validate
+from fashionclf.core import params
+from fashionclf.report.evaluation import add_noise
+from fashionclf.learn.inference import pick_device, set_threads, to_tensor
+from fashionclf.serve.init import REFERENCE_SPEED, reference_speed
+from fashionclf.core.stats import wilson_interval
+from fashionclf.core.store import load_imageset
+from fashionclf.learn.train import train_fold, validate
 
 GOAL_ACCURACY = 0.985  # every model, clean test set (the goal; the best model: 0.99)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch.utils.benchmark import Timer
 
-from fashionclf import params
-from fashionclf.inference import Ensemble, set_threads
+from fashionclf.core import params
+from fashionclf.learn.inference import Ensemble, set_threads
 
 
 def ms_per_image(module, canvas: int, batch: int) -> float:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fashionclf.imaging import decode
-from fashionclf.predict import Predictor, list_inputs, predict_paths
+from fashionclf.data.imaging import decode
+from fashionclf.serve.predict import Predictor, list_inputs, predict_paths
 
 
 def throughput(predictor, paths, decoded, batch_size, workers) -> tuple[float, float]:

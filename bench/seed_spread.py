@@ -3,9 +3,10 @@ fresh clones of the current commit with other training seeds, and with another t
 (2 per training fold instead of 1, 1 for evaluation instead of 2: float results change the way they
 do on another CPU), and prints each metric's spread against the
 committed metrics, the paired McNemar p-values, the best model each run picks, and what the metrics
-gate says about each rerun. The slacks in metrics_gate.yaml are set from this spread.
+gate says about each rerun. With --write, it records each gated metric's standard deviation over the
+committed run and the variants in reports/spread.json, which the gate's spread rule reads.
 
-    python bench/seed_spread.py [--variants seed43 seed44 threads] [--keep DIR]   # default: seed43 threads
+    python bench/seed_spread.py [--variants seed43 seed44 threads] [--keep DIR] [--write reports/spread.json]
 
 Data stages come from DVC's run cache (the clones share this repo's cache); training reruns, so
 each variant costs about one default `dvc repro` of the training stages. Commit first: the clones
@@ -21,13 +22,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from fashionclf.stats import mcnemar_exact
+from fashionclf.ci.platform import fingerprint
+from fashionclf.core.stats import mcnemar_exact
 
 VARIANTS = {"seed43": {"train.seed": 43}, "seed44": {"train.seed": 44},
             "threads": {"train.threads": 2, "evaluate.threads": 1}}
 METRICS = [("test_clean", "accuracy"), ("test_clean", "f1"), ("test_clean", "map"), ("test_noise", "accuracy"),
            ("test_noise", "f1"), ("cv", "oof.accuracy"), ("cv", "oof.f1"), ("cv", "oof.log_loss"),
            ("cv", "avg_val_loss")]
+REVIEW_METRICS = ["test.precision", "test.coverage"]
 PREDICTIONS = {"test_clean": "test_clean", "test_noise": "test_noise", "cv": "oof"}
 
 
@@ -47,12 +50,13 @@ def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: boo
         (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     if rerun:
         print(f"=== {name}: dvc repro with {overrides}", flush=True)
-        sh(["dvc", "repro", "aggregate"], repo)  # the export is not a metric
+        sh(["dvc", "repro", "review"], repo)  # the export is not a metric
     return repo
 
 
 def value(repo: Path, kind: str, model: str, key: str) -> float:
-    node = json.loads((repo / "metrics" / kind / f"{model}.json").read_text())
+    """A metric of metrics/<kind>/<model>.json, or of metrics/review.json when model is None."""
+    node = json.loads((repo / "metrics" / (f"{kind}/{model}.json" if model else f"{kind}.json")).read_text())
     for part in key.split("."):
         node = node[part]
     return node
@@ -63,9 +67,26 @@ def correct(repo: Path, kind: str, model: str) -> pd.Series:
     return table["actual"] == table["predicted"]
 
 
+def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path) -> None:
+    """{metrics file: {key: {values, sd}}}: the standard deviation of each metric over the runs
+    (ddof 1), keyed as `dvc metrics diff` names them, for the gate's spread rule."""
+    metrics = {}
+    for row in table.to_dict("records"):
+        kind_model, key = row["metric"].split(":")
+        metrics.setdefault(f"metrics/{kind_model}.json", {})[key] = {
+            "values": [round(float(row[r]), 6) for r in runs], "sd": round(float(row["sd"]), 6)}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                            text=True).stdout.strip()
+    doc = {"commit": commit, "runs": len(runs), "variants": {r: VARIANTS.get(r, "the committed metrics") for r in runs},
+           "platform": fingerprint(root / "params.yaml"), "metrics": metrics}
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path}: the spread of {sum(map(len, metrics.values()))} metrics over {len(runs)} runs")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variants", nargs="+", default=["seed43", "threads"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["seed43", "seed44", "threads"], choices=list(VARIANTS))
+    parser.add_argument("--write", help="record the per-model, per-metric spread here (reports/spread.json)")
     parser.add_argument("--keep", help="folder for the clones (default: a temporary one, removed)")
     parser.add_argument("--models", nargs="+", help="compare only these (default: every model)")
     parser.add_argument("--no-run", action="store_true", help="compare the clones in --keep as they are")
@@ -87,8 +108,17 @@ def main():
                         row[f"p {name}"] = mcnemar_exact(correct(root, kind, model), correct(repo, kind, model))["p_value"]
                 row["max |change|"] = max(abs(row[n] - base) for n in runs)
                 rows.append(row)
+        if not args.models:  # the best model's review queue
+            for key in REVIEW_METRICS:
+                row = {"metric": f"review:{key}", "committed": value(root, "review", None, key)}
+                row |= {name: value(repo, "review", None, key) for name, repo in runs.items()}
+                row["max |change|"] = max(abs(row[n] - row["committed"]) for n in runs)
+                rows.append(row)
         table = pd.DataFrame(rows)
+        table["sd"] = table[["committed", *runs]].std(axis=1, ddof=1)
         print(table.to_markdown(index=False, floatfmt=".4f"))
+        if args.write:
+            write_spread(Path(args.write), table, ["committed", *runs], root)
         print("\nlargest change per metric kind (absolute; losses also as % of the committed value):")
         for kind, key in METRICS:
             part = table[table["metric"].str.startswith(f"{kind}/") & table["metric"].str.endswith(f":{key}")]

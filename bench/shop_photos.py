@@ -27,7 +27,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from fashionclf.fetch import CLASSES, locate_fashion_mnist, read_idx  # noqa: E402
+from fashionclf.data.fetch import CLASSES, locate_fashion_mnist, read_idx  # noqa: E402
 
 CATEGORIES = {"bags": ["bag"], "clothing": ["t-shirt_top", "trouser", "pullover", "dress", "coat", "shirt"],
               "shoes": ["sandal", "sneaker", "ankle_boot"]}
@@ -75,7 +75,7 @@ def sh(cmd, cwd):
 
 
 def ref_speed() -> float:
-    script = ROOT.parent / "shared" / "bench" / "ref_speed.py"
+    script = ROOT / "bench" / "ref_speed.py"
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 

@@ -1,4 +1,4 @@
-"""The ``fashionclf`` command: init, predict, gate, readme, fingerprint."""
+"""The ``fashionclf`` command: init, predict, gate, preset, readme, fingerprint."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     predict.add_argument("--oof", help="out-of-fold predictions for --target-precision "
                                        "(default: plots/predictions/oof/<model>.csv)")
     predict.add_argument("--workers", type=int, default=2)
+    predict.add_argument("--device", default="auto",
+                         help="where the torch ensemble runs: auto (CUDA when present), cpu, cuda or cuda:N")
 
     init = sub.add_parser("init", help="write params.yaml for a folder of photos, one sub-folder per category")
     init.add_argument("photo_dir")
@@ -38,6 +40,10 @@ def main(argv=None) -> int:
 
     sub.add_parser("readme", help="copy reports/summary.md into README.md between its markers")
 
+    preset = sub.add_parser("preset", help="apply a named configuration (configs/*.yaml) to params.yaml")
+    preset.add_argument("file", help="a preset, e.g. configs/gpu_reference.yaml")
+    preset.add_argument("--params", default="params.yaml")
+
     fp = sub.add_parser("fingerprint", help="print this platform's fingerprint (CPU, ISA flags, torch, threads)")
     fp_mode = fp.add_mutually_exclusive_group()
     fp_mode.add_argument("--write", metavar="FILE", help="record it (commit it with the metrics)")
@@ -45,28 +51,37 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "gate":
-        from .gate import run_gate
+        from .ci.gate import run_gate
         return run_gate(args.against, args.rules, args.all)
     if args.command == "predict":
-        from .predict import run_predict
+        from .core.errors import ParamError
+        from .serve.predict import run_predict
         try:
             return run_predict(args)
-        except FileNotFoundError as exc:  # no trained model, or no out-of-fold predictions
+        except (FileNotFoundError, ParamError) as exc:  # no trained model or out-of-fold predictions; no CUDA
             print(f"error: {exc}", file=sys.stderr)
             return 2
     if args.command == "init":
-        from .errors import ParamError
-        from .init import run_init
+        from .core.errors import ParamError
+        from .serve.init import run_init
         try:
             return run_init(args.photo_dir, args.out, args.budget_minutes)
         except ParamError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     if args.command == "fingerprint":
-        from .platform import run_fingerprint
+        from .ci.platform import run_fingerprint
         return run_fingerprint(args.write, args.check)
+    if args.command == "preset":
+        from .core.errors import ParamError
+        from .core.preset import run_preset
+        try:
+            return run_preset(args.file, args.params)
+        except (ParamError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "readme":
-        from .readme import update_readme
+        from .report.readme import update_readme
         return update_readme()
     return 2
 

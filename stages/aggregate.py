@@ -1,10 +1,10 @@
 """Stage aggregate: the model comparison (metrics/summary.json, reports/summary.md), the best model
 chosen on out-of-fold CV results, and one robustness plot for all models (reads params: train.models)."""
-from fashionclf import params
-from fashionclf.aggregate import choose_best, collect, robustness_curves, summary_markdown
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.plotting import plot_robustness
-from fashionclf.store import write_atomic, write_json
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import write_atomic, write_json
+from fashionclf.report.aggregate import choose_best, collect, robustness_curves, summary_markdown
+from fashionclf.report.plotting import plot_robustness
 
 
 def main():

@@ -1,8 +1,8 @@
 """Stage augment: the training pool of originals and variants (reads params: augment)."""
-from fashionclf import params
-from fashionclf.augment import augment, describe, sample_grid
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.plotting import plot_image_grid
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.data.augment import augment, describe, sample_grid
+from fashionclf.report.plotting import plot_image_grid
 
 
 def main():

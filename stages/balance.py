@@ -1,8 +1,8 @@
 """Stage balance: test hold-out and per-category balancing (reads params: balance)."""
-from fashionclf import params
-from fashionclf.balance import balance
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.store import write_json
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import write_json
+from fashionclf.data.balance import balance
 
 
 def main():

@@ -1,8 +1,8 @@
 """Stage clean: decode, canonicalise, de-duplicate (reads params: clean)."""
-from fashionclf import params
-from fashionclf.clean import clean
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.store import write_json
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import write_json
+from fashionclf.data.clean import clean
 
 
 def main():

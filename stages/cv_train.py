@@ -1,12 +1,12 @@
 """Stage cv_train@<model>: grouped stratified k-fold training (reads params: train)."""
 from pathlib import Path
 
-from fashionclf import params
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.inference import set_threads
-from fashionclf.tracking import log_training_curves
-from fashionclf.store import load_imageset, write_atomic, write_json
-from fashionclf.train import cross_validate
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import load_imageset, write_atomic, write_json
+from fashionclf.learn.inference import set_threads
+from fashionclf.learn.train import cross_validate
+from fashionclf.report.tracking import log_training_curves
 
 RESUME_DIR = Path(".fashionclf-resume")
 

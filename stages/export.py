@@ -2,8 +2,9 @@
 import json
 from pathlib import Path
 
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.export import ONNX_FILE, export_onnx
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.learn.onnx_runner import ONNX_FILE
+from fashionclf.serve.export import export_onnx
 
 
 def main():

@@ -1,8 +1,8 @@
 """Stage fetch: the raw images as one zip archive --out (reads params: fetch)."""
-from fashionclf import params
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.fetch import fetch
-from fashionclf.store import write_json
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import write_json
+from fashionclf.data.fetch import fetch
 
 
 def main():

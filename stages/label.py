@@ -1,8 +1,8 @@
 """Stage label: categories from path rules and corrections (reads params: label)."""
-from fashionclf import params
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.label import label
-from fashionclf.store import write_json
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import write_json
+from fashionclf.data.label import label
 
 
 def main():

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from fashionclf import params
-from fashionclf.checkpoint import best_model_name
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.plotting import plot_reliability
-from fashionclf.review import review_markdown, review_report
-from fashionclf.store import write_atomic, write_json
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import write_atomic, write_json
+from fashionclf.learn.checkpoint import best_model_name
+from fashionclf.report.plotting import plot_reliability
+from fashionclf.report.review import review_markdown, review_report
 
 
 def main():

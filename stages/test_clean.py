@@ -1,10 +1,10 @@
 """Stage test_clean@<model>: the fold ensemble on the held-out test set (reads params: evaluate)."""
-from fashionclf import params
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.evaluation import evaluate, load_test_set
-from fashionclf.inference import Ensemble, set_threads
-from fashionclf.store import write_atomic, write_json
-from fashionclf.tracking import log_confusion
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.store import write_atomic, write_json
+from fashionclf.learn.inference import Ensemble, set_threads
+from fashionclf.report.evaluation import evaluate, load_test_set
+from fashionclf.report.tracking import log_confusion
 
 
 def main():
@@ -13,7 +13,7 @@ def main():
     set_threads(p.threads)
     ensemble = Ensemble.load(args.models)
     test_set = load_test_set(args.test, ensemble.categories)
-    metrics, table = evaluate(ensemble, test_set, p.batch_size)[0.0]
+    metrics, table = evaluate(ensemble, test_set, p.batch_size, device=p.device)[0.0]
     write_json(args.metrics, metrics)
     write_atomic(args.predictions, table.to_csv(index=False))
     log_confusion(table["actual"], table["predicted"], args.confusion, f"{args.model}: clean test set")

@@ -3,13 +3,13 @@ sigma 0 (the clean predictions) to the largest noise.sigmas, whose levels other 
 run on a stratified subset of noise.curve_max_images test images (reads params: noise, evaluate)."""
 import pandas as pd
 
-from fashionclf import params
-from fashionclf.cli import stage_args, stage_main
-from fashionclf.evaluation import curve_row, evaluate, load_test_set
-from fashionclf.scoring import metrics_from_predictions
-from fashionclf.inference import Ensemble, set_threads
-from fashionclf.store import write_atomic, write_json
-from fashionclf.tracking import log_confusion
+from fashionclf.core import params
+from fashionclf.core.cli import stage_args, stage_main
+from fashionclf.core.scoring import metrics_from_predictions
+from fashionclf.core.store import write_atomic, write_json
+from fashionclf.learn.inference import Ensemble, set_threads
+from fashionclf.report.evaluation import curve_row, evaluate, load_test_set
+from fashionclf.report.tracking import log_confusion
 
 
 def main():
@@ -22,10 +22,11 @@ def main():
     clean = pd.read_csv(args.clean_predictions, keep_default_na=False)
     results = {0.0: (metrics_from_predictions(clean, ensemble.categories), clean)}
     if noise.sigma > 0:
-        results |= evaluate(ensemble, test_set, evaluate_params.batch_size, [noise.sigma], noise.seed)
+        results |= evaluate(ensemble, test_set, evaluate_params.batch_size, [noise.sigma], noise.seed,
+                            device=evaluate_params.device)
     curve_only = sorted(set(noise.sigmas) - {0.0, noise.sigma})
     results |= evaluate(ensemble, test_set, evaluate_params.batch_size, curve_only, noise.seed,
-                        noise.curve_max_images)
+                        noise.curve_max_images, evaluate_params.device)
     metrics, table = results[noise.sigma]
     write_json(args.metrics, {**metrics, "sigma": noise.sigma})
     write_atomic(args.predictions, table.to_csv(index=False))

@@ -94,8 +94,8 @@ TINY = {
     "augment.variants": 1,
     "train.folds": 2,
     "train.batch_size": 32,
-    "train.models": {"mobilenet_v2": {"image_size": 32, "epochs": 1, "lr": 0.003},
-                     "efficientnet_lite0": {"image_size": 32, "epochs": 1, "lr": 0.001}},
+    "train.models": {"mobilenet_v2": {"image_size": 32, "epochs": 1, "lr": 0.003, "ema_decay": 0.0},
+                     "efficientnet_lite0": {"image_size": 32, "epochs": 1, "lr": 0.001, "ema_decay": 0.0}},
     "noise.sigmas": [0.1, 0.2],
     "noise.curve_max_images": 20,
 }

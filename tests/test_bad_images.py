@@ -8,9 +8,9 @@ import pandas as pd
 from PIL import Image
 
 from conftest import make_image
-from fashionclf.clean import clean
-from fashionclf.imaging import decode
-from fashionclf.store import load_imageset
+from fashionclf.data.clean import clean
+from fashionclf.data.imaging import decode
+from fashionclf.core.store import load_imageset
 
 
 def png_header_only(path, width, height):
@@ -78,7 +78,7 @@ def test_every_bad_file_is_kept_or_dropped_with_its_reason(tmp_path):
 
 
 def test_through_fetch_archive_every_outcome_is_the_same(tmp_path):
-    from fashionclf.fetch import fetch
+    from fashionclf.data.fetch import fetch
     report = fetch(str(build_corpus(tmp_path / "raw")), 0, tmp_path / "raw.zip")
     assert report["skipped"] == {"symlink loop or broken link": 2}  # fetch counts the links, clean the rest
     clean(tmp_path / "raw.zip", 32, 4, 89_478_485, tmp_path / "clean", tmp_path / "dropped.csv")

@@ -7,13 +7,13 @@ import pytest
 import yaml
 
 from conftest import make_class_folders, make_image, make_project, run
-from fashionclf import params as P
-from fashionclf.augment import augment
-from fashionclf.balance import balance
-from fashionclf.errors import DataError, LeakageError, assert_disjoint
-from fashionclf.clean import clean
-from fashionclf.label import label
-from fashionclf.store import load_imageset
+from fashionclf.core import params as P
+from fashionclf.data.augment import augment
+from fashionclf.data.balance import balance
+from fashionclf.core.errors import DataError, LeakageError, assert_disjoint
+from fashionclf.data.clean import clean
+from fashionclf.data.label import label
+from fashionclf.core.store import load_imageset
 
 CATS4 = ["accessories", "bags", "clothing", "shoes"]
 RULES4 = [{"pattern": f"^{c}/", "category": c} for c in CATS4]
@@ -127,7 +127,7 @@ def test_too_few_images_for_the_test_split(tmp_path):
 
 def test_test_split_is_proportional_to_each_category_and_capped():
     """A small category keeps most of its images for training, whatever the training count."""
-    from fashionclf.balance import test_count
+    from fashionclf.data.balance import test_count
     assert test_count(185, balance_params(2000, 0.2)) == 37  # not 0.2 x 2000 = 400 of its 185
     assert test_count(20, balance_params(2000, 0.2)) == 4
     assert test_count(12000, balance_params(560, 0.5, test_max_per_class=1000)) == 1000

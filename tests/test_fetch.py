@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from conftest import make_image
-from fashionclf import fetch as F
+from fashionclf.data import fetch as F
 
 
 def test_download_is_checked_against_the_fixed_sums(tmp_path):
@@ -39,7 +39,7 @@ def test_export_puts_the_class_name_in_the_path_of_one_reproducible_archive(tmp_
 
 
 def test_clean_reads_the_archive_as_it_reads_the_folder(tmp_path):
-    from fashionclf.clean import clean
+    from fashionclf.data.clean import clean
     src = tmp_path / "photos"
     for n in range(3):
         make_image(src / "bags" / f"b{n}.jpg", 0, n)

@@ -7,23 +7,35 @@ import time
 
 import pytest
 
-from conftest import make_project, run
+from conftest import ROOT, make_project, run
+
+HOOKS = ROOT / "tests" / "hooks"  # sitecustomize.py: training pauses after chosen resume points
 
 MODEL = "resnet18"
 SMALL = {"fetch.per_class": 16, "balance.per_class": 32, "balance.test_fraction": 0.25, "augment.variants": 1,
          "train.folds": 2, "train.batch_size": 16,
-         "train.models": {MODEL: {"image_size": 16, "epochs": 3, "lr": 0.003}}}
+         "train.models": {MODEL: {"image_size": 16, "epochs": 3, "lr": 0.003, "ema_decay": 0.0}}}
 
 
-def start_repro(project):
+def start_repro(project, pause_at: str):
+    """`dvc repro` of the training stage, whose training stops for good after writing a resume point
+    named in ``pause_at`` ("*": any): the run waits at a known point for the signal, however fast
+    the machine, so it cannot finish first."""
+    env = os.environ | {"FASHIONCLF_TEST_PAUSE_AT": pause_at,
+                        "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOKS), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(["dvc", "repro", f"cv_train@{MODEL}"], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
 
 
-def wait_for_checkpoint(project, proc, name="fold0.pt", timeout=240):
+def resume_points(project, name):
+    return {p: p.stat().st_mtime_ns for p in (project / ".fashionclf-resume" / MODEL).glob(f"*/{name}")}
+
+
+def wait_for_checkpoint(project, proc, name, before, timeout=240):
+    """Until this run writes the resume point ``name`` (``before``: those an earlier run left)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if list((project / ".fashionclf-resume" / MODEL).glob(f"*/{name}")):
+        if resume_points(project, name).items() - before.items():
             return
         if proc.poll() is not None:
             pytest.fail(f"training ended before its checkpoint {name}:\n{proc.stdout.read()}")
@@ -31,10 +43,11 @@ def wait_for_checkpoint(project, proc, name="fold0.pt", timeout=240):
     pytest.fail(f"no epoch checkpoint {name} appeared")
 
 
-def interrupt(project, sig, checkpoint):
+def interrupt(project, sig, checkpoint, pause_at):
     """Start training, wait for an epoch checkpoint, send ``sig`` to the whole process group."""
-    proc = start_repro(project)
-    wait_for_checkpoint(project, proc, checkpoint)
+    before = resume_points(project, checkpoint)
+    proc = start_repro(project, pause_at)
+    wait_for_checkpoint(project, proc, checkpoint, before)
     os.killpg(proc.pid, sig)  # what Ctrl-C (SIGINT) or the OOM killer (SIGKILL) does to the group
     proc.wait(timeout=60)
     assert proc.returncode != 0
@@ -47,8 +60,10 @@ def test_ctrl_c_then_kill_9_then_a_rerun_completes_with_whole_outputs(tmp_path):
     """SIGINT in fold 0, then SIGKILL in fold 1 of the resumed run; the third run finishes."""
     project = make_project(tmp_path / "repo", SMALL)
     run(["dvc", "repro", "augment"], project)
-    interrupt(project, signal.SIGINT, "fold0.pt")
-    interrupt(project, signal.SIGKILL, "fold1.pt")  # resumed fold 0 from its checkpoint, then died in fold 1
+    # every fold pauses at its first resume point, so none is past epoch 1 when SIGINT arrives
+    interrupt(project, signal.SIGINT, "fold0.pt", pause_at="*")
+    # fold 0 resumes from its checkpoint; fold 1 (at most 1 of 3 epochs done) pauses at its next one
+    interrupt(project, signal.SIGKILL, "fold1.pt", pause_at="fold1.pt")
     out = run(["dvc", "repro", f"cv_train@{MODEL}"], project).stdout
     assert "Running stage" in out
     assert sorted(p.name for p in (project / "models" / MODEL).glob("fold*.pt")) == ["fold0.pt", "fold1.pt"]

@@ -15,11 +15,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
 from conftest import ROOT, make_image, make_project, python_cmd, run
-from fashionclf import params
-from fashionclf.audit import SUSPECT_COLUMNS, suspect_labels
-from fashionclf.calibration import (expected_calibration_error, fit_temperature, review_split, scaled,
+from fashionclf.core import params
+from fashionclf.report.audit import SUSPECT_COLUMNS, suspect_labels
+from fashionclf.report.calibration import (expected_calibration_error, fit_temperature, review_split, scaled,
                                     threshold_for_precision)
-from fashionclf.init import plan, scan
+from fashionclf.serve.init import plan, scan
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from fashionclf import models as M
+from fashionclf.learn import models as M
 
 
 @pytest.mark.parametrize("name", M.MODEL_NAMES)
@@ -78,7 +78,7 @@ def test_lite0_loads_the_real_imagenet_weights():
 def test_torchvision_models_load_without_dynamo_and_leave_the_real_one_importable():
     code = """
 import sys, torch
-from fashionclf import models
+from fashionclf.learn import models
 net = models.fuse_batchnorm(models.build_for_weights("efficientnet_lite0", 3, 32).eval())  # the test stages' path
 net = models.fuse_batchnorm(models.build_for_weights("resnet18", 3, 32).eval())
 assert "torch._dynamo" not in sys.modules and "_dynamo" not in vars(torch)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_project, run
-from fashionclf import params as P
+from fashionclf.core import params as P
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -41,12 +41,17 @@ def with_change(dotted, value):
     ("train", "train.threads", 0, "train.threads must be >= 1, got 0"),
     ("train", "train.device", "tpu", "train.device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("train", "train.pct_start", 1, "train.pct_start must be < 1, got 1.0"),
-    ("train", "train.models", {"resnet18": {"image_size": 8, "epochs": 1, "lr": 0.1}},
+    ("train", "train.models", {"resnet18": {"image_size": 8, "epochs": 1, "lr": 0.1, "ema_decay": 0.0}},
      "train.models.resnet18.image_size must be >= 16, got 8"),
     ("clean", "clean.canvas_size", 4, "clean.canvas_size must be >= 8, got 4"),
     ("clean", "clean.size", 28, "clean.size is not a known key"),
     ("balance", "balance.test_max_per_class", -1, "balance.test_max_per_class must be >= 0, got -1"),
     ("evaluate", "evaluate.threads", "2", "evaluate.threads must be an integer, got '2'"),
+    ("evaluate", "evaluate.device", "gpu", "evaluate.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("train", "train.models", {"resnet18": {"image_size": 28, "epochs": 1, "lr": 0.1, "ema_decay": 1.0}},
+     "train.models.resnet18.ema_decay must be < 1, got 1.0"),
+    ("train", "train.lr_reference_batch", 0, "train.lr_reference_batch must be >= 1, got 0"),
+    ("train", "train.compile", "yes", "train.compile must be true or false, got 'yes'"),
     ("label", "label.categories", ["bags", "drop"], "must not use the reserved names"),
 ])
 def test_bad_value_names_key_and_value(tmp_path, section, dotted, value, message):
@@ -73,9 +78,9 @@ def test_a_missing_key_is_named_no_default_hides_it(tmp_path):
 
 
 def test_known_models_come_from_the_model_registry():
-    from fashionclf.models import MODEL_NAMES
+    from fashionclf.learn.models import MODEL_NAMES
     doc = copy.deepcopy(DEFAULT["train"])
-    doc["models"] = {name: {"image_size": 32, "epochs": 1, "lr": 0.001} for name in MODEL_NAMES}
+    doc["models"] = {name: {"image_size": 32, "epochs": 1, "lr": 0.001, "ema_decay": 0.0} for name in MODEL_NAMES}
     assert list(P.TrainParams.model_validate(doc).models) == list(MODEL_NAMES)
 
 
@@ -101,7 +106,7 @@ def test_rule_matching_nothing_fails_label(tmp_path):
 def test_category_with_fewer_images_than_folds_fails_cv_train(tmp_path):
     project = make_project(tmp_path / "repo", {
         "fetch.per_class": 3, "balance.per_class": 4, "balance.test_fraction": 0.25, "augment.variants": 0,
-        "train.folds": 5, "train.models": {"resnet18": {"image_size": 32, "epochs": 1, "lr": 0.001}}})
+        "train.folds": 5, "train.models": {"resnet18": {"image_size": 32, "epochs": 1, "lr": 0.001, "ema_decay": 0.0}}})
     result = run(["dvc", "repro", "cv_train@resnet18"], project, check=False)
     assert result.returncode != 0
     assert "fewer than train.folds=5" in result.stderr + result.stdout

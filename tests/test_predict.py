@@ -58,8 +58,8 @@ def test_min_confidence_sends_doubtful_images_to_review(tiny_project, tmp_path):
 def test_onnx_export_matches_the_pytorch_ensemble(tiny_project):
     """Parity on the same batch: onnxruntime against the fold ensemble in torch, and a dynamic batch."""
     import torch
-    from fashionclf.export import OnnxEnsemble
-    from fashionclf.inference import Ensemble
+    from fashionclf.learn.onnx_runner import OnnxEnsemble
+    from fashionclf.learn.inference import Ensemble
     labels = json.loads((tiny_project / "export/labels.json").read_text())
     ensemble = Ensemble.load(tiny_project / "models" / labels["model"])
     onnx = OnnxEnsemble(tiny_project / "export/model.onnx")

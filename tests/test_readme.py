@@ -1,6 +1,6 @@
 """README documents the current results: generated from reports/summary.md and reports/review.md."""
 from conftest import ROOT
-from fashionclf.readme import END, REVIEW_END, REVIEW_START, START, results_block
+from fashionclf.report.readme import END, REVIEW_END, REVIEW_START, START, results_block
 
 
 def test_readme_results_match_the_committed_report():
@@ -17,3 +17,37 @@ def test_readme_gives_the_two_setup_commands():
     assert "pip install -q -r requirements.lock -e ." in (ROOT / ".ci/run").read_text()
     assert "python -m pytest -q" in readme
     assert "python -m pytest -q" in (ROOT / ".ci/run").read_text()
+
+
+def readme_commands():
+    """Command lines in the README's code blocks (a trailing comment dropped)."""
+    import re
+    text = (ROOT / "README.md").read_text()
+    lines = [l.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+             for l in block.splitlines()]
+    return [part.strip() for l in lines for part in l.split("&&") if part.strip()]
+
+
+def test_readme_commands_exist_with_the_flags_they_use():
+    """Each `fashionclf <command>` the README shows answers --help and knows its flags; each bench
+    script it names exists and defines its flags."""
+    import re
+    import subprocess
+    import sys
+    checked = 0
+    for line in readme_commands():
+        words = line.split()
+        flags = [w.split("=")[0] for w in words if w.startswith("--")]
+        if "fashionclf" in words[:3]:
+            command = words[words.index("fashionclf") + 1]
+            help_text = subprocess.run([sys.executable, "-m", "fashionclf", command, "--help"], cwd=ROOT,
+                                       capture_output=True, text=True)
+            assert help_text.returncode == 0, line
+            assert all(f in help_text.stdout for f in flags), (line, help_text.stdout)
+            checked += 1
+        script = next((w for w in words if re.fullmatch(r"bench/\w+\.(py|sh)", w)), None)
+        if script:
+            source = (ROOT / script).read_text()
+            assert all(f in source for f in flags), line
+            checked += 1
+    assert checked >= 10

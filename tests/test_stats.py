@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from fashionclf import stats
+from fashionclf.core import stats
 
 
 def test_wilson_interval_matches_scipy():
@@ -50,14 +50,14 @@ def test_paired_loss_test_sees_a_shift_but_not_noise():
 
 
 def test_platform_fingerprint_is_recorded_with_the_metrics():
-    from fashionclf.platform import fingerprint
+    from fashionclf.ci.platform import fingerprint
     recorded = json.loads((ROOT / "reports/platform.json").read_text())
     assert set(recorded) == set(fingerprint(ROOT / "params.yaml"))
     assert recorded["train_threads"] >= 1 and recorded["torch"]
 
 
 def test_stratified_subset_keeps_each_class_share():
-    from fashionclf.evaluation import stratified_subset
+    from fashionclf.report.evaluation import stratified_subset
     y = np.repeat([0, 1, 2], [100, 600, 300])
     picked = stratified_subset(y, 100)
     assert np.bincount(y[picked]).tolist() == [10, 60, 30] and len(set(picked)) == 100
@@ -68,8 +68,8 @@ def test_stratified_subset_keeps_each_class_share():
 def test_per_class_scores_and_average_precision_match_sklearn(seed):
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support
 
-    from fashionclf.scoring import average_precision
-    from fashionclf.stats import confusion_counts, per_class_scores
+    from fashionclf.core.scoring import average_precision
+    from fashionclf.core.stats import confusion_counts, per_class_scores
 
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, 4, 500)

@@ -4,13 +4,13 @@ import pytest
 import torch
 import yaml
 
-from fashionclf.errors import DataError, LeakageError
+from fashionclf.core.errors import DataError, LeakageError
 from conftest import ROOT
-from fashionclf.params import ModelParams, TrainParams
+from fashionclf.core.params import ModelParams, TrainParams
 
 DEFAULT_TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
-from fashionclf.inference import to_tensor
-from fashionclf.train import grouped_folds, train_fold
+from fashionclf.learn.inference import to_pixels, to_tensor
+from fashionclf.learn.train import grouped_folds, train_fold
 
 
 def toy_data(n_groups=30, variants=3, size=16, seed=0):
@@ -58,15 +58,39 @@ def test_fold_leakage_check_fires(monkeypatch):
 
 
 TINY_TRAIN = TrainParams.model_validate({**DEFAULT_TRAIN, "models": {"resnet18": {"image_size": 16, "epochs": 1,
-                                                                                "lr": 0.003}}})
+                                                                                "lr": 0.003, "ema_decay": 0.0}}})
 
 
-def tiny_run(resume=None, epochs=3):
+def tiny_run(resume=None, epochs=3, pixels=False, ema_decay=0.9):
     images, labels, _ = toy_data(n_groups=24, variants=2)
-    x, y = to_tensor(images, 16), torch.from_numpy(labels)
-    mp = ModelParams(name="resnet18", image_size=16, epochs=epochs, lr=0.003)
+    x, y = (to_pixels(images) if pixels else to_tensor(images)), torch.from_numpy(labels)
+    mp = ModelParams(name="resnet18", image_size=16, epochs=epochs, lr=0.003, ema_decay=ema_decay)
     tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 5, "noise_aug_sigma": 0.1})
     return train_fold(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"), resume)
+
+
+def test_uint8_pixels_on_the_device_train_exactly_as_host_floats():
+    """The device-resident path (uint8 pixels, converted a batch at a time where they live) is the
+    host float path, bit for bit, on the CPU."""
+    floats, a = tiny_run(epochs=2)
+    pixels, b = tiny_run(epochs=2, pixels=True)
+    assert a["history"] == b["history"] and torch.equal(a["best_probs"], b["best_probs"])
+    assert all(torch.equal(v, pixels.state_dict()[k]) for k, v in floats.state_dict().items())
+
+
+def test_weight_average_is_what_gets_validated_and_kept():
+    averaged, a = tiny_run(epochs=2)
+    raw, b = tiny_run(epochs=2, ema_decay=0.0)
+    assert a["history"] != b["history"]  # validation saw the average, not the last weights
+    assert "n_averaged" not in averaged.state_dict()  # a plain model: checkpoints load as before
+    assert averaged.state_dict().keys() == raw.state_dict().keys()
+
+
+def test_learning_rate_scales_linearly_with_the_batch():
+    from fashionclf.learn.train import scaled_lr
+    mp = ModelParams(name="resnet18", image_size=16, epochs=1, lr=0.004, ema_decay=0.0)
+    assert scaled_lr(mp, TINY_TRAIN.model_copy(update={"batch_size": 32, "lr_reference_batch": 32})) == 0.004
+    assert scaled_lr(mp, TINY_TRAIN.model_copy(update={"batch_size": 256, "lr_reference_batch": 32})) == 0.032
 
 
 def test_training_is_deterministic():
@@ -78,7 +102,7 @@ def test_training_is_deterministic():
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     resume = tmp_path / "fold0.pt"
     _, uninterrupted = tiny_run()
-    import fashionclf.train as T
+    import fashionclf.learn.train as T
     calls = {"n": 0}
     real = T.train_one_epoch
 
@@ -101,7 +125,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 def test_batchnorm_recalibration_sees_every_category():
     """Rows arrive ordered by category; the statistics must come from all of them."""
     from torch import nn
-    from fashionclf.train import recalibrate_batchnorm
+    from fashionclf.learn.train import recalibrate_batchnorm
     model = nn.Sequential(nn.BatchNorm2d(3))
     x = torch.cat([torch.zeros(2000, 3, 2, 2), torch.ones(2000, 3, 2, 2)])  # two "categories"
     quiet = TINY_TRAIN.model_copy(update={"flip": 0.0, "shift": 0.0, "noise_aug_sigma": 0.0})
@@ -114,14 +138,14 @@ def test_folds_trained_at_once_in_workers_equal_folds_trained_one_after_another(
     """Each fold is seeded on its own, so train.fold_workers changes the speed, never the result."""
     import pandas as pd
 
-    from fashionclf.checkpoint import load_folds
-    from fashionclf.train import cross_validate
+    from fashionclf.learn.checkpoint import load_folds
+    from fashionclf.learn.train import cross_validate
 
     images, labels, groups = toy_data(n_groups=36, variants=2)
     manifest = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))],
                              "category": np.array(["a", "b", "c"])[labels], "group": groups,
                              "copy": 0, "variant": 0})
-    model = ModelParams(name="resnet18", image_size=16, epochs=2, lr=0.003)
+    model = ModelParams(name="resnet18", image_size=16, epochs=2, lr=0.003, ema_decay=0.0)
     train = TINY_TRAIN.model_copy(update={"folds": 3, "batch_size": 16, "threads": 1})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what each worker uses

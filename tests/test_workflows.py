@@ -26,7 +26,7 @@ def restore(project):
 def degrade(project, split, n):
     """Make ``n`` right test predictions of MODEL wrong, and recompute its metrics from them."""
     import pandas as pd
-    from fashionclf.scoring import metrics_from_predictions
+    from fashionclf.core.scoring import metrics_from_predictions
     path = project / f"plots/predictions/{split}/{MODEL}.csv"
     table = pd.read_csv(path, keep_default_na=False)
     categories = [c[2:] for c in table.columns if c.startswith("p_")]

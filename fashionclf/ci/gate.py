@@ -1,0 +1,273 @@
+"""Metrics gate: compare workspace metrics with a git revision and fail on real regressions only.
+
+DVC reads both sides (``dvc metrics diff --all --json``); metrics_gate.yaml says, per metric (file
+glob + key), which direction is better. Which question the gate asks depends on the models behind
+the metric:
+
+- **paired** (the same trained models: the fold checkpoints' hash in dvc.lock equals the
+  baseline's, as after an evaluation-only change): a drop beyond the rule's slack fails if it is
+  significant on the paired per-image predictions of the two revisions (exact McNemar test for
+  accuracy-like metrics, paired t-test of the per-image log loss). Same models, so a significant
+  difference can only come from the code that evaluates them.
+- **spread** (retrained models: another seed, thread count, CPU, or a training change): a paired
+  test would ask "is this a different model?", and it always is. The drop is judged against the
+  measured spread of that model's metric across seeds and float orders (reports/spread.json, from
+  bench/seed_spread.py): it fails beyond ``k`` standard deviations of the difference of two runs,
+  ``k * sqrt(2) * sd``, with sd floored (a handful of runs can under-estimate it).
+- **slack**: neither applies (no models behind the metric, no spread measured for it, or no
+  predictions to pair): the slack alone decides.
+"""
+from __future__ import annotations
+
+import fnmatch
+import functools
+import io
+import json
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..core.stats import mcnemar_exact, paired_loss_test
+
+RULES_FILE = Path("metrics_gate.yaml")
+SIGNIFICANCE = 0.05
+LOCK_FILE = "dvc.lock"
+
+
+@dataclass(frozen=True)
+class Rule:
+    files: str
+    key: str
+    direction: str  # "higher" or "lower" is better
+    slack: float
+    relative: bool
+    predictions: str | None = None  # per-image predictions of the metric file, "{name}" = its stem
+    test: str = "mcnemar"           # or "loss": a paired t-test of the per-image log loss
+    models: str | None = None       # the dvc.lock output that trained the metric, "{name}" = its stem
+    floor: float = 0.0              # the smallest sd the spread rule uses (relative if ``relative``)
+
+    def matches(self, path: str, key: str) -> bool:
+        return fnmatch.fnmatch(path, self.files) and (key == self.key or fnmatch.fnmatch(key, self.key))
+
+    def allowed(self, baseline: float) -> float:
+        return abs(baseline) * self.slack if self.relative else self.slack
+
+    def describe(self) -> str:
+        sign = "-" if self.direction == "higher" else "+"
+        return f"{sign}{self.slack:.0%}" if self.relative else f"{sign}{self.slack:g}"
+
+    def sd_floor(self, baseline: float) -> float:
+        return abs(baseline) * self.floor if self.relative else self.floor
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Measured run-to-run standard deviations: {metric file: {key: sd}}, and the k of the rule."""
+    sd: dict
+    k: float
+    source: str = ""
+
+    def of(self, path: str, key: str) -> float | None:
+        value = self.sd.get(path, {}).get(key)
+        return None if value is None or not is_number(value) or math.isnan(value) else float(value)
+
+
+def load_spread(path: Path | str, k: float) -> Spread | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    return Spread({f: {key: v["sd"] for key, v in keys.items()} for f, keys in doc["metrics"].items()}, k,
+                  f"{path} ({doc.get('runs', '?')} runs at {doc.get('commit', '?')})")
+
+
+def load_rules(path: Path | str = RULES_FILE) -> list[Rule]:
+    return load_gate_config(path)[0]
+
+
+def load_gate_config(path: Path | str = RULES_FILE) -> tuple[list[Rule], dict]:
+    """(rules, settings); settings: ``spread`` (the spread file) and ``k``."""
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    settings = {"spread": doc.get("spread"), "k": float(doc.get("k", 4))}
+    rules = []
+    for i, raw in enumerate(doc.get("rules", [])):
+        direction = raw.get("better")
+        if direction not in ("higher", "lower"):
+            raise ValueError(f"{path}: rules[{i}].better must be 'higher' or 'lower', got {direction!r}")
+        slack = str(raw.get("slack", 0))
+        relative = slack.endswith("%")
+        scale = 100 if relative else 1
+        floor = float(str(raw.get("floor", 0)).rstrip("%")) / scale
+        rules.append(Rule(raw["files"], raw["key"], direction, float(slack.rstrip("%")) / scale,
+                          relative, raw.get("predictions"), raw.get("test", "mcnemar"), raw.get("models"), floor))
+    return rules, settings
+
+
+def lock_hashes(text: str) -> dict:
+    """{output path: its md5} of a dvc.lock text."""
+    doc = yaml.safe_load(text) or {}
+    return {out["path"]: out.get("md5") for stage in (doc.get("stages") or {}).values()
+            for out in stage.get("outs", [])}
+
+
+class TrainedModels:
+    """Whether an output (the fold checkpoints) is the same at the baseline and in the workspace."""
+
+    def __init__(self, against: str, cwd="."):
+        shown = subprocess.run(["git", "show", f"{against}:{LOCK_FILE}"], cwd=cwd, capture_output=True, text=True)
+        workspace = Path(cwd) / LOCK_FILE
+        self.old = lock_hashes(shown.stdout) if shown.returncode == 0 else {}
+        self.new = lock_hashes(workspace.read_text()) if workspace.is_file() else {}
+
+    def same(self, path: str) -> bool:
+        """``path`` (a glob matches several outputs: all of them) is in both locks, unchanged."""
+        paths = sorted({p for p in self.old.keys() | self.new.keys() if fnmatch.fnmatch(p, path)})
+        return bool(paths) and all(self.old.get(p) is not None and self.old.get(p) == self.new.get(p) for p in paths)
+
+
+def metrics_diff(against: str, cwd=".") -> dict:
+    """{file: {key: (old, new)}} for every metric on either side, via DVC."""
+    out = subprocess.run(["dvc", "metrics", "diff", against, "--all", "--json"], cwd=cwd,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"dvc metrics diff {against} failed: {out.stderr.strip()}")
+    raw = json.loads(out.stdout or "{}")
+    return {path: {key: (v.get("old"), v.get("new")) for key, v in keys.items()}
+            for path, keys in raw.items()}
+
+
+class PairedPredictions:
+    """Per-image predictions of one metric file at the baseline revision and in the workspace."""
+
+    def __init__(self, against: str, cwd="."):
+        self.against = against
+        self.cwd = Path(cwd)
+
+    @functools.cache  # several metrics of one file share its predictions
+    def read(self, path: str) -> pd.DataFrame | None:
+        """Both revisions' rows of the same images side by side, or None if they cannot be paired."""
+        shown = subprocess.run(["git", "show", f"{self.against}:{path}"], cwd=self.cwd, capture_output=True,
+                               text=True)
+        workspace = self.cwd / path
+        if shown.returncode != 0 or not workspace.is_file():
+            return None
+        old = pd.read_csv(io.StringIO(shown.stdout), keep_default_na=False)
+        new = pd.read_csv(workspace, keep_default_na=False)
+        keys = [c for c in ("path", "copy", "variant") if c in old.columns and c in new.columns]
+        both = old.merge(new, on=keys, suffixes=("_old", "_new"))
+        if len(both) < 0.9 * max(len(old), len(new)):  # a different data set: no pairing
+            return None
+        return both
+
+    def p_value(self, path: str, test: str) -> float | None:
+        both = self.read(path)
+        if both is None:
+            return None
+        if test == "loss":
+            return paired_loss_test(image_loss(both, "_old"), image_loss(both, "_new"))
+        return mcnemar_exact(both["actual_old"] == both["predicted_old"],
+                             both["actual_new"] == both["predicted_new"])["p_value"]
+
+
+def image_loss(both: pd.DataFrame, suffix: str) -> np.ndarray:
+    """Per-image cross-entropy from a merged predictions table."""
+    actual = both[f"actual{suffix}"].to_numpy()
+    probability = np.ones(len(both))
+    for category in np.unique(actual):
+        mask = actual == category
+        probability[mask] = both.loc[mask, f"p_{category}{suffix}"].to_numpy(float)
+    return -np.log(np.clip(probability, 1e-12, None))
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def judge(path: str, key: str, old, new, rules: list[Rule], paired: PairedPredictions | None = None,
+          spread: Spread | None = None, trained: TrainedModels | None = None) -> dict:
+    rule = next((r for r in rules if r.matches(path, key)), None)
+    row = {"metric": f"{path}:{key}", "baseline": old, "now": new, "change": None, "rule": "", "allowed": "",
+           "p": None, "verdict": "ok"}
+    if old is None:
+        row["verdict"] = "new" if new is not None else "ok"
+        return row
+    if new is None:
+        row["verdict"] = "REGRESSION (disappeared)"
+        return row
+    if not (is_number(old) and is_number(new)):
+        return row
+    if math.isnan(new) and not math.isnan(old):
+        row["verdict"] = "REGRESSION (NaN)"
+        return row
+    row["change"] = new - old
+    if rule is None:
+        row["verdict"] = "ok (no rule)"
+        return row
+    worse_by = (old - new) if rule.direction == "higher" else (new - old)
+    name = Path(path).stem
+    retrained = rule.models is not None and trained is not None and not trained.same(rule.models.format(name=name))
+    sd = spread.of(path, key) if spread is not None and retrained else None
+    if sd is not None:
+        row["rule"] = "spread"
+        allowed = spread.k * math.sqrt(2) * max(sd, rule.sd_floor(old))
+        row["allowed"] = f"{'-' if rule.direction == 'higher' else '+'}{allowed:.4g}"
+        row["verdict"] = "REGRESSION" if worse_by > allowed + 1e-12 else "ok"
+        return row
+    row["rule"] = "paired" if rule.predictions and paired is not None and not retrained else "slack"
+    row["allowed"] = rule.describe()
+    if worse_by <= rule.allowed(old) + 1e-12:
+        return row
+    if row["rule"] == "paired":
+        row["p"] = paired.p_value(rule.predictions.format(name=name), rule.test)
+    if row["p"] is not None and row["p"] >= SIGNIFICANCE:
+        row["verdict"] = "ok (not significant)"
+    else:
+        row["verdict"] = "REGRESSION"
+    return row
+
+
+def evaluate_gate(diff: dict, rules: list[Rule], paired: PairedPredictions | None = None,
+                  spread: Spread | None = None, trained: TrainedModels | None = None) -> list[dict]:
+    return [judge(path, key, old, new, rules, paired, spread, trained)
+            for path, keys in sorted(diff.items()) for key, (old, new) in sorted(keys.items())]
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def render(rows: list[dict], against: str, show_all: bool = False, spread: Spread | None = None) -> str:
+    shown = [r for r in rows if show_all or r["verdict"] != "ok (no rule)"]
+    header = ("metric", "baseline", "now", "change", "rule", "allowed", "p (paired)", "verdict")
+    table = [header] + [(r["metric"], fmt(r["baseline"]), fmt(r["now"]),
+                         "-" if r["change"] is None else f"{r['change']:+.4f}", r["rule"] or "-", r["allowed"] or "-",
+                         "-" if r["p"] is None else f"{r['p']:.3g}", r["verdict"]) for r in shown]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    k = f"{spread.k:g}" if spread else "k"
+    lines = [f"metrics gate against {against}. Rules: paired = same trained models, a drop beyond the slack fails "
+             f"if significant on the paired predictions (p < {SIGNIFICANCE}); spread = retrained models, a drop "
+             f"beyond {k} x sqrt(2) x the measured run-to-run sd fails"
+             + (f" (sd from {spread.source})" if spread else " (no spread file)")
+             + "; slack = neither applies, the slack decides"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    bad = [r for r in rows if r["verdict"].startswith("REGRESSION")]
+    lines.append(f"{len(bad)} regression(s) in {len(rows)} metrics" + (": " + ", ".join(r["metric"] for r in bad)
+                                                                        if bad else ""))
+    return "\n".join(lines)
+
+
+def run_gate(against: str = "HEAD", rules_file: Path | str = RULES_FILE, show_all: bool = False,
+             cwd=".") -> int:
+    rules, settings = load_gate_config(Path(cwd) / rules_file)
+    spread = load_spread(Path(cwd) / settings["spread"], settings["k"]) if settings["spread"] else None
+    rows = evaluate_gate(metrics_diff(against, cwd), rules, PairedPredictions(against, cwd), spread,
+                         TrainedModels(against, cwd))
+    print(render(rows, against, show_all, spread))
+    return 1 if any(r["verdict"].startswith("REGRESSION") for r in rows) else 0

@@ -1,0 +1,65 @@
+"""clean: decode every raw file once into the canonical RGB square; drop and count the rest."""
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..core.errors import DataError
+from ..core.store import save_imageset, write_atomic
+from . import imaging
+
+
+def list_raw_files(raw: Path) -> list[str]:
+    """Every entry below ``raw`` that is not a folder, as sorted POSIX paths relative to it."""
+    found = []
+    for root, dirs, names in os.walk(raw, followlinks=False):
+        dirs.sort()
+        for name in names + [d for d in dirs if (Path(root) / d).is_symlink()]:
+            found.append((Path(root) / name).relative_to(raw).as_posix())
+    return sorted(found)
+
+
+def clean(raw: Path | str, size: int, min_side: int, max_pixels: int, out: Path | str,
+          dropped_csv: Path | str) -> dict:
+    """Decode every raw image: the members of fetch's archive, or the files below a folder."""
+    raw = Path(raw)
+    with ExitStack() as stack:
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(raw)) if raw.is_file() else None
+        except zipfile.BadZipFile:
+            raise DataError(f"{raw} is neither a folder nor a zip archive of raw images") from None
+        files = sorted(n for n in archive.namelist() if not n.endswith("/")) if archive else list_raw_files(raw)
+        read = archive.read if archive else (lambda rel: raw / rel)
+        return clean_files(files, read, size, min_side, max_pixels, out, dropped_csv)
+
+
+def clean_files(files, read, size, min_side, max_pixels, out, dropped_csv) -> dict:
+    images, kept, dropped = [], [], []
+    seen: dict[str, str] = {}
+    for rel in tqdm(files, desc="clean", mininterval=1):
+        try:
+            pixels = imaging.decode(read(rel), size, min_side, max_pixels)
+        except imaging.ImageRejected as exc:
+            dropped.append((rel, exc.reason, exc.detail))
+            continue
+        # duplicates are judged on the canonical pixels, so re-encodes of one photo count too
+        digest = hashlib.sha1(pixels.tobytes()).hexdigest()
+        if digest in seen:
+            dropped.append((rel, imaging.DUPLICATE, f"same pixels as {seen[digest]}"))
+            continue
+        seen[digest] = rel
+        images.append(pixels)
+        kept.append((rel, digest))
+    stack = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    save_imageset(out, stack, pd.DataFrame(kept, columns=["path", "source_id"]))
+    write_atomic(dropped_csv, pd.DataFrame(dropped, columns=["path", "reason", "detail"]).to_csv(index=False))
+    reasons = Counter(reason for _, reason, _ in dropped)
+    return {"raw": len(files), "kept": len(kept), "dropped": dict(sorted(reasons.items()))}

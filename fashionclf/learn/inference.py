@@ -1,0 +1,116 @@
+"""Inference shared by training, the test stages, predict and export: tensors, devices and the
+fold ensemble (the mean softmax of the fold models, written once)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.errors import ParamError
+from .checkpoint import FoldCheckpoint, load_folds
+from .models import build_for_weights, fuse_batchnorm
+
+
+def set_threads(threads: int) -> None:
+    """A fixed thread count: float results (and so metrics) depend on how work is split."""
+    torch.set_num_threads(threads)
+
+
+def pick_device(name: str, key: str = "device") -> torch.device:
+    """auto: CUDA when present, else the CPU. Asking for CUDA where there is none is a parameter
+    error naming ``key`` (a params.yaml key or a flag), not a traceback from deep inside torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ParamError(f"{key} is {name!r}, but this machine has no such CUDA device (use auto or cpu)")
+    return device
+
+
+def autocast(device: torch.device):
+    """bf16 mixed precision on CUDA; plain fp32 on CPU (bf16 measured no faster there)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> uint8 (N, 3, H, W), channels-last, without a copy: a quarter of the float
+    memory, so a training set fits on the device and is converted a batch at a time (as_float)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """A batch of pixels as to_tensor gives them: uint8 -> float in [0, 1] (the same values, bit for
+    bit, as converting the whole set first); float batches pass through."""
+    if x.dtype != torch.uint8:
+        return x
+    return (x.float() / 255).contiguous(memory_format=torch.channels_last)
+
+
+def to_tensor(images: np.ndarray, image_size: int | None = None) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, S, S) in [0, 1], channels-last (faster convs on CPU);
+    resized to ``image_size`` if given (models resize their input themselves)."""
+    chunks = []
+    for start in range(0, len(images), 2048):
+        x = torch.from_numpy(np.array(images[start:start + 2048])).permute(0, 3, 1, 2).float() / 255
+        if image_size is not None and x.shape[-1] != image_size:
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
+                              align_corners=False).clamp_(0, 1)
+        chunks.append(x)
+    x = torch.cat(chunks) if chunks else torch.zeros(0, 3, images.shape[1], images.shape[2])
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,
+                  softmax: bool = True) -> torch.Tensor:
+    """Class probabilities (or the model's own output with ``softmax=False``) for float or uint8
+    pixels (as_float), on the host or already on ``device``."""
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        with autocast(device):
+            y = model(as_float(x[start:start + batch_size].to(device, non_blocking=True)))
+        out.append((torch.softmax(y.float(), dim=1) if softmax else y.float()).cpu())
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+class Ensemble(nn.Module):
+    """The fold models of one trained model: [N, 3, canvas, canvas] floats in [0, 1] -> the mean
+    softmax. Each fold model resizes and normalises its input itself, so this module is all a
+    server needs (export traces it as it is).
+
+    ``fused``: each BatchNorm folded into its convolution, for inference in PyTorch. Export keeps
+    the unfused modules, whose state_dict keys it relies on (onnxruntime fuses them itself)."""
+
+    def __init__(self, checkpoints: list[FoldCheckpoint], fused: bool = True):
+        super().__init__()
+        if not checkpoints:
+            raise FileNotFoundError("no fold checkpoints found")
+        first = checkpoints[0]
+        self.name = first.model_name
+        self.categories = list(first.categories)
+        self.preprocessing = dict(first.preprocessing)
+        architecture = build_for_weights(self.name, len(self.categories), self.preprocessing["image_size"])
+        models = []
+        for ckpt in checkpoints:
+            model = copy.deepcopy(architecture)  # 4x faster than another random initialisation (resnet50)
+            model.load_state_dict(ckpt.state_dict)
+            model = fuse_batchnorm(model.eval()) if fused else model.eval()
+            models.append(model.to(memory_format=torch.channels_last))
+        self.models = nn.ModuleList(models)
+        self.eval()
+
+    @classmethod
+    def load(cls, model_dir: Path | str, fused: bool = True) -> "Ensemble":
+        return cls(load_folds(model_dir), fused)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.softmax(model(x).float(), dim=1) for model in self.models]).mean(0)
+
+    def predict_proba(self, x: torch.Tensor, batch_size: int = 256, device="cpu") -> np.ndarray:
+        device = pick_device(device) if isinstance(device, str) else device
+        return predict_proba(self.to(device), x, batch_size, device, softmax=False).numpy()

@@ -1,0 +1,324 @@
+"""Training: a small train_one_epoch / validate pair, grouped stratified CV, resumable folds and
+out-of-fold predictions (the data the best model is chosen on, and calibration fits on).
+
+Images arrive as uint8 arrays decoded once by clean. They stay uint8, on the training device
+(a GPU holds the whole set), and each batch is converted and augmented where it is; the loss is
+summed on the device too, so a step never waits for the host (see bench/train_throughput.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from tqdm import tqdm
+
+from ..core.errors import DataError, assert_disjoint
+from ..core.params import ModelParams, TrainParams
+from ..core.scoring import classification_metrics, predictions_table
+from ..core.store import atomic_dir
+from .checkpoint import FoldCheckpoint
+from .inference import as_float, autocast, pick_device, predict_proba, to_pixels
+from .models import build_for_weights, build_model, count_macs, count_parameters, normalization
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def light_augment(x: torch.Tensor, train: TrainParams, gen: torch.Generator,
+                  noise_gen: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample horizontal flip, a small random shift per batch, optional Gaussian noise, on the
+    batch's device. The few per-sample draws come from ``gen`` (on the CPU); the per-pixel noise
+    from ``noise_gen``, a generator on the batch's device (default: ``gen``, for CPU batches)."""
+    x = as_float(x)
+    flip = (torch.rand(len(x), generator=gen) < train.flip).to(x.device, non_blocking=True)
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    pad = max(1, int(x.shape[-1] * train.shift))
+    dx, dy = torch.randint(-pad, pad + 1, (2,), generator=gen).tolist()
+    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    if train.noise_aug_sigma > 0:
+        sigma = (torch.rand(len(x), 1, 1, 1, generator=gen) * train.noise_aug_sigma).to(x.device, non_blocking=True)
+        noise = torch.randn(x.shape, generator=noise_gen or gen, device=(noise_gen or gen).device)
+        x = (x + noise.to(x.device) * sigma).clamp_(0, 1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def scaled_lr(model_params: ModelParams, train: TrainParams) -> float:
+    """The linear scaling rule (Goyal et al. 2017): models.*.lr is for train.lr_reference_batch
+    images a step; another batch size scales it in proportion."""
+    return model_params.lr * train.batch_size / train.lr_reference_batch
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam with its fused kernel: on CPU 9% (resnet18) to 17% (resnet50) faster per step at 28 px
+    than the default multi-tensor Adam, the same update."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of the weights (and BatchNorm buffers), or None for decay 0.
+
+    A model trained for a few dozen steps lands wherever its last steps left it; the average of its
+    last ~1/(1-decay) steps moves less with the seed and the float order (bench/seed_spread.py)."""
+    if decay <= 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def train_one_epoch(model, optimizer, scheduler, x, y, train: TrainParams, device, gen, ema=None,
+                    noise_gen=None, step_model=None) -> float:
+    """One pass over (x, y): uint8 or float pixels, on the host or on ``device``. ``step_model``: the
+    module that runs the steps (a torch.compile'd ``model``), default ``model``."""
+    model.train()
+    step_model = step_model or model
+    order = torch.randperm(len(x), generator=gen).to(x.device)
+    # the loss is summed on the device, in float64 as Python floats would: no host sync per step
+    total, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+    for start in range(0, len(x), train.batch_size):
+        idx = order[start:start + train.batch_size]
+        if len(idx) < 2:  # BatchNorm needs two samples
+            continue
+        xb = light_augment(x[idx].to(device, non_blocking=True), train, gen, noise_gen)
+        yb = y[idx].to(device, non_blocking=True)
+        with autocast(device):
+            loss = F.cross_entropy(step_model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        total += loss.detach().double() * len(idx)
+        seen += len(idx)
+    return total.item() / max(seen, 1)
+
+
+def recalibrate_batchnorm(model, x, train: TrainParams, device, seed: int = 0, batch_size: int = 64,
+                          limit: int = 256) -> None:
+    """Recompute BatchNorm statistics for the current weights ("precise BN", torch's update_bn).
+
+    Short schedules move the weights faster than the running averages follow; evaluation with
+    stale statistics cost up to 15 points of accuracy here (efficientnet_lite0). The images get
+    the training augmentation, noise included: statistics of clean images alone cost
+    efficientnet_lite0 30 points of accuracy under noise.
+    """
+    # rows spread evenly over x (it is ordered by category), in equal batches: update_bn's
+    # cumulative average weights batches, not rows
+    n = max(min(len(x), limit) // batch_size * batch_size, min(len(x), batch_size))
+    sample = x[torch.linspace(0, len(x) - 1, n).round().long().to(x.device)]
+    gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(sample.device).manual_seed(seed) if sample.device.type != "cpu" else None
+    batches = [light_augment(sample[s:s + batch_size], train, gen, noise_gen) for s in range(0, len(sample), batch_size)]
+    update_bn(batches, model, device)
+
+
+def validate(model, x, y, batch_size, device) -> tuple[float, float, torch.Tensor]:
+    """(mean cross-entropy, accuracy, probabilities) on the given tensors."""
+    probs = predict_proba(model, x, batch_size, device)
+    loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y).item()
+    return loss, (probs.argmax(1) == y).float().mean().item(), probs
+
+
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int):
+    """StratifiedGroupKFold splits; every category needs at least ``folds`` source images."""
+    for category in np.unique(labels):
+        n_groups = len(np.unique(groups[labels == category]))
+        if n_groups < folds:
+            raise DataError(f"category index {category} has {n_groups} source images, fewer than "
+                            f"train.folds={folds}")
+    from sklearn.model_selection import StratifiedGroupKFold  # slow import: only where needed
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splits = list(splitter.split(np.zeros(len(labels)), labels, groups))
+    for k, (train_idx, val_idx) in enumerate(splits):
+        assert_disjoint(groups[train_idx], groups[val_idx], f"fold {k}")
+    return splits
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_resume_point(path: Path, model, optimizer, scheduler, gen, state, ema=None, noise_gen=None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "state": state,
+                "ema": None if ema is None else ema.state_dict(),
+                "noise_generator": None if noise_gen is None else noise_gen.get_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def train_fold(model_params: ModelParams, train: TrainParams, categories, x_train, y_train, x_val, y_val,
+               fold: int, device, resume_path: Path | None = None):
+    """Train one fold with Adam + OneCycle + early stopping; resumes from ``resume_path`` if present.
+
+    The images (uint8 or float pixels) move to ``device`` once; on a GPU the per-pixel noise is
+    drawn there, from its own generator, so GPU runs are seeded too but differ from CPU runs."""
+    seed_everything(train.seed + fold)
+    gen = torch.Generator().manual_seed(train.seed + fold)
+    noise_gen = torch.Generator(device).manual_seed(train.seed + fold) if device.type != "cpu" else None
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_val, y_val = x_val.to(device), y_val.to(device)
+    model = build_model(model_params.name, len(categories), train.pretrained, model_params.image_size)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if train.compile else model
+    lr = scaled_lr(model_params, train)
+    optimizer = make_optimizer(model, lr)
+    steps = max(1, sum(1 for s in range(0, len(x_train), train.batch_size) if len(x_train) - s >= 2))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=train.pct_start,
+                                                    total_steps=steps * model_params.epochs)
+    ema = weight_average(model, model_params.ema_decay)
+    evaluated = model if ema is None else ema.module  # the model that is validated and kept
+    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
+    if resume_path is not None and resume_path.is_file():
+        saved = torch.load(resume_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
+        if noise_gen is not None:
+            noise_gen.set_state(saved["noise_generator"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
+        state = saved["state"]
+    while state["epoch"] < model_params.epochs and state["bad_epochs"] < train.patience:
+        lr = scheduler.get_last_lr()[0]
+        train_loss = train_one_epoch(model, optimizer, scheduler, x_train, y_train, train, device, gen, ema,
+                                     noise_gen, step_model)
+        recalibrate_batchnorm(evaluated, x_train, train, device, train.seed + fold)
+        val_loss, val_acc, val_probs = validate(evaluated, x_val, y_val, train.eval_batch_size, device)
+        state["epoch"] += 1
+        state["history"].append({"fold": fold, "epoch": state["epoch"], "lr": lr, "train_loss": train_loss,
+                                 "val_loss": val_loss, "val_accuracy": val_acc})
+        if val_loss < state["best_loss"]:
+            state.update(best_loss=val_loss, best_accuracy=val_acc, best_epoch=state["epoch"], bad_epochs=0,
+                         best_probs=val_probs.cpu(),  # the out-of-fold predictions, without a second pass
+                         best_state={k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        if resume_path is not None:
+            save_resume_point(resume_path, model, optimizer, scheduler, gen, state, ema, noise_gen)
+    evaluated.load_state_dict(state["best_state"])
+    return evaluated.cpu(), state
+
+
+def die_with_parent() -> None:
+    """Linux: a fold worker gets SIGKILL when the stage process dies (kill -9, the OOM killer),
+    instead of training on, orphaned, and writing resume points that a rerun is about to use."""
+    if sys.platform == "linux":
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+_WORKER: dict = {}
+
+
+def start_fold_worker(images, labels, threads: int) -> None:
+    """Pool initializer: the data arrives once per worker (with fork, without a copy), not per fold."""
+    die_with_parent()
+    torch.set_num_threads(threads)
+    _WORKER.update(images=images, labels=labels)
+
+
+def train_fold_job(job: dict) -> tuple[int, dict, dict]:
+    """One fold, in a worker or in this process: (fold, weights of the best epoch, its state)."""
+    images, labels = _WORKER["images"], _WORKER["labels"]
+    train_idx, val_idx = job["train_idx"], job["val_idx"]
+    # uint8 pixels: each batch becomes floats on the training device (as_float), bit for bit the
+    # values that converting the whole set first gives
+    x_train, x_val = to_pixels(images[train_idx]), to_pixels(images[val_idx])
+    y = torch.from_numpy(labels.copy()).long()
+    model, state = train_fold(job["model_params"], job["train"], job["categories"], x_train, y[train_idx],
+                              x_val, y[val_idx], job["fold"], job["device"], job["resume"])
+    state.pop("best_state")  # the model holds it
+    return job["fold"], model.state_dict(), state
+
+
+def run_fold_jobs(jobs: list[dict], images, labels, train: TrainParams, device) -> Iterator[tuple[int, dict, dict]]:
+    """Train the folds: ``train.fold_workers`` processes at once on CPU, each with ``train.threads``
+    threads (each fold is seeded on its own, so the results do not depend on the scheduling);
+    one after another on a GPU."""
+    workers = min(train.fold_workers, len(jobs)) if device.type == "cpu" else 1
+    if workers == 1:
+        _WORKER.update(images=images, labels=labels)
+        try:
+            yield from map(train_fold_job, jobs)
+        finally:
+            _WORKER.clear()
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with context.Pool(workers, start_fold_worker, (images, labels, train.threads)) as pool:
+        yield from pool.imap_unordered(train_fold_job, jobs)  # leaving the block terminates the workers
+
+
+def cross_validate(model_params: ModelParams, train: TrainParams, images: np.ndarray, manifest: pd.DataFrame,
+                   out_dir: Path, resume_dir: Path | None = None) -> dict:
+    """Train ``train.folds`` models into out_dir/fold<k>.pt; return CV metrics (out-of-fold accuracy
+    and macro F1 with 95% intervals), the training curves and the out-of-fold predictions."""
+    categories = sorted(manifest["category"].unique())
+    labels = manifest["category"].map({c: i for i, c in enumerate(categories)}).to_numpy()
+    groups = manifest["group"].astype(str).to_numpy()
+    splits = grouped_folds(labels, groups, train.folds, train.seed)
+    device = pick_device(train.device, "params.yaml: train.device")
+    mean, std = normalization(model_params.name)
+    preprocessing = {"canvas_size": int(images.shape[1]), "image_size": model_params.image_size,
+                     "input": "RGB float in [0, 1], letterboxed to canvas_size; the model resizes to image_size",
+                     "mean": list(mean), "std": list(std)}
+    run_params = {"model": model_params.model_dump(), "train": train.model_dump(exclude={"models", "fold_workers"})}
+    key = fingerprint(run_params, len(images),
+                      hashlib.sha1(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes()).hexdigest())
+    jobs = [{"fold": k, "train_idx": train_idx, "val_idx": val_idx, "model_params": model_params, "train": train,
+             "categories": categories, "device": device,
+             "resume": resume_dir / key / f"fold{k}.pt" if resume_dir else None}
+            for k, (train_idx, val_idx) in enumerate(splits)]
+    oof = np.zeros((len(images), len(categories)))
+    oof_fold = np.zeros(len(images), dtype=int)
+    folds = {}
+    with atomic_dir(out_dir) as tmp:  # the fold checkpoints appear together or not at all
+        finished = run_fold_jobs(jobs, images, labels, train, device)
+        for k, weights, state in tqdm(finished, total=len(jobs), desc=f"cv {model_params.name}"):
+            FoldCheckpoint(model_params.name, weights, categories, preprocessing, run_params, k,
+                           state["best_epoch"], state["best_loss"], state["history"]).save(tmp / f"fold{k}.pt")
+            val_idx = splits[k][1]
+            oof[val_idx] = state["best_probs"].numpy()
+            oof_fold[val_idx] = k
+            folds[k] = state
+    if resume_dir and (resume_dir / key).is_dir():
+        for f in (resume_dir / key).iterdir():
+            f.unlink()
+        (resume_dir / key).rmdir()
+    states = [folds[k] for k in range(len(jobs))]
+    per_image_loss = -np.log(np.clip(oof[np.arange(len(labels)), labels], 1e-12, None))
+    out_of_fold = classification_metrics(labels, oof, categories)
+    out_of_fold.pop("per_class")
+    model = build_for_weights(model_params.name, len(categories), model_params.image_size)
+    metrics = {"avg_val_loss": round(float(np.mean([s["best_loss"] for s in states])), 6),
+               "best_fold_loss": min(round(s["best_loss"], 6) for s in states),
+               "oof": {"log_loss": round(float(per_image_loss.mean()), 6), **out_of_fold},
+               "parameters": count_parameters(model), "macs": count_macs(model, model_params.image_size),
+               "image_size": model_params.image_size,
+               "folds": [{"val_loss": round(s["best_loss"], 6), "val_accuracy": round(s["best_accuracy"], 6),
+                          "epochs": s["epoch"]} for s in states]}
+    table = predictions_table(manifest["path"], labels, oof, categories)
+    table.insert(1, "copy", manifest["copy"].to_numpy())
+    table.insert(2, "variant", manifest["variant"].to_numpy())
+    table.insert(3, "fold", oof_fold)
+    return {"metrics": metrics, "history": [row for s in states for row in s["history"]], "oof": table,
+            "device": str(device)}

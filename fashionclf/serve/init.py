@@ -1,0 +1,229 @@
+"""``fashionclf init PHOTO_DIR``: a working params.yaml for a shop's folder of photos, one sub-folder
+per category. It measures the photos and this machine, chooses sizes, models and epochs that fit a
+time budget stated at the reference speed (250 img/s of bench/ref_speed.py), and says why.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from ..core.errors import ParamError
+from ..core.params import PARAMS_FILE, RESERVED_CATEGORIES, SECTIONS, parse
+from ..core.registry import LITE0
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+REFERENCE_SPEED = 250        # img/s at which time budgets are stated
+PHOTO_CANVAS = 96            # letterbox canvas for photos (enough detail, cheap to store and resize)
+PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite0 need roughly 100+ px objects
+SCRATCH_SIZE = 64            # models trained from scratch on a few thousand photos: detail costs, buys little
+TEST_FRACTION = 0.2          # of each category's own photos
+FOLDS = 5
+EVAL_SHARE = 0.15            # budget share kept for data stages, testing, noise curves and export
+SCRATCH_CANDIDATES = (("mobilenet_v2", 0.006), ("resnet18", 0.004))
+MAX_PER_CLASS = 800          # training images per category, beyond which time grows faster than accuracy
+SIZE_SAMPLE = 40             # photos per category whose sizes are read
+
+
+@dataclass
+class PhotoFolder:
+    root: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    median_short_side: int = 0
+
+
+def category_name(folder: str) -> str:
+    return re.sub(r"[^a-z0-9_-]+", "_", folder.strip().lower()).strip("_") or "category"
+
+
+def scan(root: Path) -> PhotoFolder:
+    """Count the image files of each first-level sub-folder (recursively) and sample their sizes."""
+    if not root.is_dir():
+        raise ParamError(f"init: {root} is not a folder")
+    found = PhotoFolder(root)
+    sides = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in sub.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not files:
+            continue
+        found.counts[sub.name] = len(files)
+        for f in files[:: max(1, len(files) // SIZE_SAMPLE)][:SIZE_SAMPLE]:
+            try:
+                with Image.open(f) as img:
+                    sides.append(min(img.size))
+            except OSError:
+                pass  # clean counts and drops it later; here it only does not inform the size
+    if not found.counts:
+        raise ParamError(f"init: no images in sub-folders of {root} (expected one sub-folder of photos per category)")
+    if len(found.counts) < 2:
+        raise ParamError(f"init: {root} has images in only {len(found.counts)} sub-folder "
+                         f"({', '.join(found.counts)}); need at least 2 categories, one sub-folder each")
+    names = [category_name(n) for n in found.counts]
+    if len(set(names)) < len(names) or set(names) & set(RESERVED_CATEGORIES):
+        raise ParamError(f"init: sub-folder names {list(found.counts)} do not give distinct category names "
+                         f"(reserved: {', '.join(RESERVED_CATEGORIES)})")
+    found.median_short_side = int(statistics.median(sides)) if sides else PHOTO_CANVAS
+    return found
+
+
+def seconds_per_image(name: str, image_size: int, classes: int, batch: int = 32, steps: int = 3) -> tuple[float, float]:
+    """Measured here: seconds per image of a training step (Adam, channels-last) and of inference,
+    each the fastest of ``steps`` (the least disturbed by other work on the machine)."""
+    import torch
+
+    from ..learn.models import build_model
+    from ..learn.train import make_optimizer
+    torch.manual_seed(0)
+    model = build_model(name, classes, pretrained=False, image_size=image_size).to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, 1e-3)
+    x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(batch) % classes
+
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step()
+    train = min(timed(step) for _ in range(steps)) / batch
+    model.eval()
+    with torch.inference_mode():
+        model(x)
+        infer = min(timed(lambda: model(x)) for _ in range(steps)) / batch
+    return train, infer
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def reference_speed(seconds: float = 4.0) -> float:
+    """This machine's img/s on bench/ref_speed.py's workload (bare ResNet18 steps, 32 px), shortened."""
+    import torch
+
+    from ..learn.models import torchvision_models
+    torch.manual_seed(0)
+    model = torchvision_models().resnet18(num_classes=3).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.rand(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 3, (64,))
+    images, start = 0, None
+    for k in range(100000):
+        if k == 2:
+            start, images = time.perf_counter(), 0
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        images += 64
+        if start and time.perf_counter() - start > seconds:
+            break
+    return images / (time.perf_counter() - start)
+
+
+def model_seconds(costs: tuple[float, float], epochs: int, per_class: int, classes: int, test: int,
+                  noise_levels: int) -> float:
+    """One model's cv_train + test stages: training steps, validation/BN/out-of-fold passes, and
+    every fold model on the clean and noisy test sets."""
+    train_s, eval_s = costs
+    trainval = per_class * classes
+    trained = FOLDS * epochs * trainval * (FOLDS - 1) / FOLDS
+    evaluated = FOLDS * (epochs + 2) * trainval / FOLDS + FOLDS * test * (1 + noise_levels)
+    return trained * train_s + evaluated * eval_s
+
+
+@dataclass
+class Plan:
+    params: dict
+    reasons: list[str]
+    estimate_s: float
+
+
+def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs) -> Plan:
+    """Choose params for ``photos``. ``costs(name, size)`` gives the measured seconds per image."""
+    reasons = []
+    budget = budget_s_ref * REFERENCE_SPEED / speed
+    reasons.append(f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
+                   f"(it reads {speed:.0f} img/s)")
+    names = {folder: category_name(folder) for folder in photos.counts}
+    classes = len(names)
+    tests = {f: max(1, round(TEST_FRACTION * n)) for f, n in photos.counts.items()}
+    train_counts = [n - tests[f] for f, n in photos.counts.items()]
+    per_class = int(min(MAX_PER_CLASS, max(50, max(train_counts))))
+    test_total = sum(tests.values())
+    reasons.append(f"{classes} categories from the sub-folders; photos per category "
+                   + ", ".join(f"{names[f]} {n}" for f, n in photos.counts.items())
+                   + f"; {TEST_FRACTION:.0%} of each held out for the test set ({test_total} photos), "
+                   f"{per_class} training images per category (the largest category's, at most {MAX_PER_CLASS}: every photo is used; "
+                   f"smaller categories are oversampled with augmented variants)")
+    canvas = PHOTO_CANVAS if photos.median_short_side >= PHOTO_CANVAS else max(28, photos.median_short_side)
+    reasons.append(f"canvas {canvas} px: the photos' median short side is {photos.median_short_side} px")
+    noise_levels = len(template["noise"]["sigmas"])
+    fixed = sum(photos.counts.values()) * 0.01 + 60  # data stages, process start-up, aggregate, export
+    available = budget * (1 - EVAL_SHARE) - fixed
+
+    models, spent = {}, 0.0
+    lite_size = max(PRETRAINED_SIZE, canvas)
+    lite_cost = costs(LITE0, lite_size)
+    per_epoch = model_seconds(lite_cost, 1, per_class, classes, test_total, noise_levels)
+    lite_epochs = int(max(2, min(6, (0.6 * available) // per_epoch)))
+    models[LITE0] = {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}
+    spent += model_seconds(lite_cost, lite_epochs, per_class, classes, test_total, noise_levels)
+    reasons.append(f"{LITE0} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
+                   f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here")
+    for name, lr in SCRATCH_CANDIDATES:
+        epochs = 4
+        cost = model_seconds(costs(name, SCRATCH_SIZE), epochs, per_class, classes, test_total, noise_levels)
+        if spent + cost <= available:
+            models[name] = {"image_size": SCRATCH_SIZE, "epochs": epochs, "lr": lr, "ema_decay": 0.95}
+            spent += cost
+            reasons.append(f"{name} from scratch at {SCRATCH_SIZE} px, {epochs} epochs: a baseline that fits "
+                           f"the budget (estimated {cost:.0f} s)")
+        else:
+            reasons.append(f"{name} left out: {epochs} epochs would take about {cost:.0f} s, over what is left "
+                           f"of the budget ({max(0.0, available - spent):.0f} s)")
+    estimate = (spent + fixed) / (1 - EVAL_SHARE)
+    if estimate > budget:
+        reasons.append(f"warning: even this smallest plan needs about {estimate * speed / REFERENCE_SPEED:.0f} s at "
+                       f"{REFERENCE_SPEED} img/s, over the budget of {budget_s_ref:.0f} s")
+
+    params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in template.items()}
+    params["fetch"] = {"source": str(photos.root.resolve()), "per_class": 0}
+    params["clean"] = dict(template["clean"], canvas_size=canvas)
+    params["label"] = {"categories": list(names.values()),
+                       "rules": [{"pattern": f"^{re.escape(folder)}/", "category": name} for folder, name in names.items()]}
+    params["balance"] = dict(template["balance"], per_class=per_class, test_fraction=TEST_FRACTION,
+                             test_max_per_class=0)
+    params["augment"] = dict(template["augment"], variants=0)
+    params["train"] = dict(template["train"], folds=FOLDS, models=models)
+    for section in params:
+        if section in SECTIONS:
+            parse(section, params[section])  # a plan that does not validate is a bug here, not the user's
+    return Plan(params, reasons, estimate * speed / REFERENCE_SPEED)
+
+
+def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float = 15.0,
+             template: str = str(PARAMS_FILE)) -> int:
+    photos = scan(Path(photo_dir).expanduser())
+    base = yaml.safe_load(Path(template).read_text())
+    print(f"measuring this machine ({LITE0}, {', '.join(n for n, _ in SCRATCH_CANDIDATES)}) ...", file=sys.stderr)
+    speed = reference_speed()
+    memo = {}
+    costs = lambda name, size: memo.setdefault((name, size), seconds_per_image(name, size, len(photos.counts)))
+    chosen = plan(photos, base, budget_minutes * 60, speed, costs)
+    header = "".join(f"# {line}\n" for line in
+                     [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
+                     + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
+    Path(out).write_text(header + yaml.safe_dump(chosen.params, sort_keys=False))
+    for reason in chosen.reasons:
+        print(f"- {reason}")
+    print(f"wrote {out}: estimated `dvc repro` {chosen.estimate_s:.0f} s at the reference speed "
+          f"(budget {budget_minutes * 60:.0f} s). Next: dvc repro")
+    return 0

@@ -1,0 +1,50 @@
+"""The folder tree is the architecture (docs/architecture.md): each sub-package imports only the
+floors below it, model runners live in learn/, and calibration has one home."""
+import ast
+
+from conftest import ROOT
+
+FLOOR = {"core": 1, "data": 2, "learn": 2, "ci": 2, "report": 3, "serve": 4}
+MAY_IMPORT = {"core": set(), "data": {"core"}, "learn": {"core"}, "ci": {"core"},
+              "report": {"core", "learn"}, "serve": {"core", "data", "learn", "report"}}
+
+
+def project_imports(path):
+    """The sub-packages a module of fashionclf/<sub>/ imports (relative or absolute, any depth)."""
+    sub = path.parent.name
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                found.add(sub)
+            elif node.level == 2:
+                found.add((node.module or "").split(".")[0] or "fashionclf")
+            elif node.module and node.module.startswith("fashionclf."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("fashionclf.")}
+    return found
+
+
+def test_every_module_sits_in_a_sub_package():
+    flat = sorted(p.name for p in (ROOT / "fashionclf").glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert not flat, f"modules outside a sub-package: {flat}"
+    assert {p.name for p in (ROOT / "fashionclf").iterdir() if p.is_dir() and p.name != "__pycache__"} == set(FLOOR)
+
+
+def test_sub_packages_import_only_the_floors_below():
+    wrong = []
+    for sub, allowed in MAY_IMPORT.items():
+        for path in sorted((ROOT / "fashionclf" / sub).glob("*.py")):
+            for imported in project_imports(path) - {sub} - allowed:
+                wrong.append(f"fashionclf/{sub}/{path.name} imports {imported}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_runners_are_inference_and_calibration_has_one_home():
+    predict = (ROOT / "fashionclf/serve/predict.py").read_text()
+    assert "export import" not in predict and "review import" not in predict
+    assert "class OnnxEnsemble" in (ROOT / "fashionclf/learn/onnx_runner.py").read_text()
+    assert "def calibrated_threshold" in (ROOT / "fashionclf/report/calibration.py").read_text()
+    assert "def calibrated_threshold" not in (ROOT / "fashionclf/report/review.py").read_text()
+    assert all((ROOT / "fashionclf" / sub / "__init__.py").stat().st_size == 0 for sub in FLOOR)

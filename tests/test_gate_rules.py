@@ -1,0 +1,127 @@
+"""The gate's two questions on crafted metrics and predictions: the same trained models are judged by
+the paired test, retrained ones by their measured spread; missing or NaN metrics fail either way."""
+import math
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fashionclf.ci import gate
+
+RULES = [gate.Rule("metrics/test_clean/*.json", "accuracy", "higher", 0.0075, False,
+                   "plots/predictions/test_clean/{name}.csv", "mcnemar", "models/{name}", 0.002),
+         gate.Rule("metrics/cv/*.json", "oof.log_loss", "lower", 0.5, True, None, "mcnemar", "models/{name}", 0.02)]
+PATH = "metrics/test_clean/resnet18.json"
+SPREAD = gate.Spread({PATH: {"accuracy": 0.004}, "metrics/cv/resnet18.json": {"oof.log_loss": 0.01}}, k=4)
+
+
+class Trained:
+    def __init__(self, same: bool):
+        self.same_models = same
+
+    def same(self, path):
+        assert path == "models/resnet18"
+        return self.same_models
+
+
+class Paired:
+    """Per-image predictions where the new model gets ``worse`` images wrong that the old got right."""
+    def __init__(self, worse: int, better: int = 0, n: int = 3000):
+        old = np.ones(n, bool)
+        old[:better] = False
+        new = old.copy()
+        new[:better] = True
+        new[better:better + worse] = False
+        self.old, self.new = old, new
+
+    def p_value(self, path, test):
+        from fashionclf.core.stats import mcnemar_exact
+        return mcnemar_exact(self.old, self.new)["p_value"]
+
+
+def judge(old, new, same, paired=None, key="accuracy", path=PATH):
+    return gate.judge(path, key, old, new, RULES, paired, SPREAD, Trained(same))
+
+
+def test_retrained_model_inside_its_spread_passes_though_a_paired_test_would_fail():
+    # 1.5 points: 45 images newly wrong, none newly right, so McNemar says "a different model"
+    # (p < 1e-13); the spread allows 4 x sqrt(2) x 0.004 = 2.26 points
+    row = judge(0.970, 0.955, same=False, paired=Paired(worse=45))
+    assert row["rule"] == "spread" and row["verdict"] == "ok" and row["allowed"] == "-0.02263"
+    assert Paired(worse=45).p_value(PATH, "mcnemar") < 1e-10
+
+
+def test_retrained_model_beyond_its_spread_fails():
+    row = judge(0.970, 0.945, same=False, paired=Paired(worse=75))
+    assert row["rule"] == "spread" and row["verdict"] == "REGRESSION"
+
+
+def test_spread_below_its_floor_uses_the_floor():
+    spread = gate.Spread({PATH: {"accuracy": 0.0}}, k=4)  # four identical runs: sd 0
+    row = gate.judge(PATH, "accuracy", 0.970, 0.960, RULES, None, spread, Trained(False))
+    assert row["verdict"] == "ok" and row["allowed"] == "-0.01131"  # 4 x sqrt(2) x the 0.002 floor
+    row = gate.judge(PATH, "accuracy", 0.970, 0.958, RULES, None, spread, Trained(False))
+    assert row["verdict"] == "REGRESSION"
+
+
+def test_relative_floor_and_lower_is_better_for_losses():
+    loss = "metrics/cv/resnet18.json"
+    assert judge(0.10, 0.11, same=False, key="oof.log_loss", path=loss)["verdict"] == "ok"  # 4√2 x 0.01
+    assert judge(0.10, 0.16, same=False, key="oof.log_loss", path=loss)["verdict"] == "REGRESSION"
+    assert judge(0.10, 0.01, same=False, key="oof.log_loss", path=loss)["verdict"] == "ok"  # better
+
+
+def test_same_models_are_judged_by_the_paired_test():
+    # an evaluation-only change: the same 1.5-point drop is significant, so it fails
+    row = judge(0.970, 0.955, same=True, paired=Paired(worse=45))
+    assert row["rule"] == "paired" and row["verdict"] == "REGRESSION" and row["p"] < 1e-10
+    # beyond the slack but two images either way: not significant
+    row = judge(0.970, 0.960, same=True, paired=Paired(worse=16, better=14))
+    assert row["rule"] == "paired" and row["verdict"] == "ok (not significant)" and row["p"] > 0.5
+    # within the slack: ok without a test
+    assert judge(0.970, 0.966, same=True, paired=Paired(worse=12))["p"] is None
+
+
+def test_retrained_model_without_a_measured_spread_falls_back_to_the_slack():
+    row = gate.judge(PATH, "accuracy", 0.970, 0.955, RULES, Paired(worse=45), None, Trained(False))
+    assert row["rule"] == "slack" and row["verdict"] == "REGRESSION" and row["p"] is None
+    row = gate.judge(PATH, "accuracy", 0.970, 0.965, RULES, Paired(worse=15), None, Trained(False))
+    assert row["rule"] == "slack" and row["verdict"] == "ok"
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_missing_and_nan_metrics_fail_under_either_rule(same):
+    assert judge(0.97, None, same)["verdict"] == "REGRESSION (disappeared)"
+    assert judge(0.97, math.nan, same)["verdict"] == "REGRESSION (NaN)"
+    assert judge(None, 0.97, same)["verdict"] == "new"
+
+
+def test_trained_models_compares_dvc_lock_hashes(tmp_path):
+    lock = ("schema: '2.0'\nstages:\n  cv_train@resnet18:\n    cmd: x\n    outs:\n    - path: models/resnet18\n"
+            "      md5: {md5}.dir\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.lock").write_text(lock.format(md5="aaa"))
+    subprocess.run(["git", "add", "dvc.lock"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    assert gate.TrainedModels("HEAD", tmp_path).same("models/resnet18")
+    (tmp_path / "dvc.lock").write_text(lock.format(md5="bbb"))
+    trained = gate.TrainedModels("HEAD", tmp_path)
+    assert not trained.same("models/resnet18") and not trained.same("models/resnet50")
+    assert not trained.same("models/*")  # a glob: every matching output must be unchanged
+    (tmp_path / "dvc.lock").write_text(lock.format(md5="aaa"))
+    assert gate.TrainedModels("HEAD", tmp_path).same("models/*")
+
+
+def test_spread_file_round_trip(tmp_path):
+    import json
+    (tmp_path / "spread.json").write_text(json.dumps({"commit": "abc", "runs": 4, "metrics": {
+        PATH: {"accuracy": {"values": [0.97, 0.968, 0.972, 0.97], "sd": 0.001633}, "f1": {"values": [], "sd": None}}}}))
+    spread = gate.load_spread(tmp_path / "spread.json", 4)
+    assert spread.of(PATH, "accuracy") == 0.001633 and spread.of(PATH, "f1") is None
+    assert spread.of("metrics/cv/x.json", "accuracy") is None
+    assert gate.load_spread(tmp_path / "missing.json", 4) is None
+    rules, settings = gate.load_gate_config("metrics_gate.yaml")
+    assert settings == {"spread": "reports/spread.json", "k": 4.0}
+    assert all(r.models == "models/{name}" for r in rules if r.files.startswith(("metrics/test_", "metrics/cv")))
+    assert all(r.models == "models/*" for r in rules if r.files == "metrics/review.json")
