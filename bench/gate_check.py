@@ -8,7 +8,7 @@ In a fresh clone of HEAD (sharing this repo's DVC cache, so the data stages come
    resnet18's stages and what follows them rerun), print what it cost against the committed
    metrics, and run the gate again: it must fail.
 
-    python bench/gate_check.py [--seed 45] [--keep DIR]
+    python bench/gate_check.py [--seed 45] [--keep DIR] [--spread reports/spread.json]
 
 Exits 0 when both verdicts are as expected. Commit first: the clone is of HEAD. With --keep, an
 interrupted run carries on where it stopped.
@@ -16,6 +16,7 @@ interrupted run carries on where it stopped.
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,9 @@ def repro(repo: Path, label: str) -> float:
     return time.perf_counter() - start
 
 
-def gate(repo: Path, label: str) -> tuple[int, str]:
+def gate(repo: Path, label: str, spread: Path | None = None) -> tuple[int, str]:
+    if spread is not None:  # judge by this spread file instead of the one committed at HEAD
+        shutil.copy(spread, repo / "reports" / "spread.json")
     result = subprocess.run([sys.executable, "-m", "fashionclf", "gate", "--against", "HEAD"], cwd=repo,
                             capture_output=True, text=True)
     out = result.stdout + result.stderr
@@ -73,6 +76,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=45, help="the retrained run's train.seed (committed: 42)")
     parser.add_argument("--keep", help="folder for the clone (default: a temporary one, removed)")
+    parser.add_argument("--spread", type=Path, help="a spread file to gate with (default: the one at HEAD); "
+                        "read when the gate runs, so it may be written while this retrains")
     args = parser.parse_args()
     root = Path.cwd()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -86,13 +91,17 @@ def main():
         other_machine = {"train.seed": args.seed, "train.threads": 2, "evaluate.threads": 1}
         set_params(repo, other_machine)
         took = repro(repo, f"another seed and float order {other_machine}")
-        passed, _ = gate(repo, f"retrained with {other_machine} (must pass)")
+        spread = args.spread.resolve() if args.spread else None
+        if spread is not None:
+            while not spread.is_file():  # bench/seed_spread.py --write may still be measuring it
+                time.sleep(10)
+        passed, _ = gate(repo, f"retrained with {other_machine} (must pass)", spread)
         set_params(repo, {f"train.models.{REGRESSED_MODEL}.lr": round(lr * LR_FACTOR, 8)})
         took_planted = repro(repo, f"planted regression: {REGRESSED_MODEL} lr {lr} -> {lr * LR_FACTOR:g}")
         cost = accuracy(root, REGRESSED_MODEL) - accuracy(repo, REGRESSED_MODEL)
         print(f"\nthe planted regression cost {REGRESSED_MODEL} {100 * cost:.2f} points of clean test accuracy "
               f"against HEAD ({head}): {accuracy(root, REGRESSED_MODEL):.4f} -> {accuracy(repo, REGRESSED_MODEL):.4f}")
-        failed, out = gate(repo, "planted regression (must fail)")
+        failed, out = gate(repo, "planted regression (must fail)", spread)
         caught = [m for m in re.findall(r"(metrics/\S+)\s.*REGRESSION", out) if f"/{REGRESSED_MODEL}.json" in m]
         print(f"\nrepro {took:.0f} s, then {took_planted:.0f} s; HEAD {head}")
         ok = passed == 0 and failed == 1 and bool(caught) and cost >= 0.015

@@ -20,7 +20,7 @@ def edit_json(project, path, change):
 
 def restore(project):
     run(["git", "checkout", "-q", "--", "."], project)
-    run(["git", "clean", "-qfd", "metrics", "plots"], project)
+    run(["git", "clean", "-qfd", "metrics", "plots", "reports"], project)
 
 
 def degrade(project, split, n):
@@ -51,6 +51,7 @@ def test_gate_passes_on_unchanged_and_better_metrics(tiny_project):
     result = gate(tiny_project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "p (paired)" in result.stdout and "verdict" in result.stdout and "0 regression(s)" in result.stdout
+    assert " rule " in result.stdout.splitlines()[1]
     edit_json(tiny_project, CLEAN, lambda d: d.update(accuracy=min(1.0, d["accuracy"] + 0.05)))
     try:
         assert gate(tiny_project).returncode == 0
@@ -70,7 +71,8 @@ def test_gate_fails_on_a_significant_regression_in_a_branch_naming_the_metric(ti
         assert result.returncode == 1, result.stdout
         line = gate_line(result, CLEAN, "accuracy")
         assert "REGRESSION" in line and f"{after - before:+.4f}" in line
-        assert float(line.split()[5]) < 0.001  # exact McNemar: 12 worse, 0 better
+        assert line.split()[4] == "paired"  # the same trained models: the paired test judges
+        assert float(line.split()[6]) < 0.001  # exact McNemar: 12 worse, 0 better
     finally:
         run(["git", "checkout", "-qf", "-"], p)
         run(["git", "branch", "-qD", "worse"], p)
@@ -85,7 +87,7 @@ def test_gate_passes_a_drop_within_the_noise(tiny_project):
         result = gate(p)
         assert result.returncode == 0, result.stdout
         line = gate_line(result, CLEAN, "accuracy")
-        assert "ok (not significant)" in line and line.split()[5] == "0.5"
+        assert "ok (not significant)" in line and line.split()[4] == "paired" and line.split()[6] == "0.5"
     finally:
         restore(p)
 
@@ -96,9 +98,44 @@ def test_gate_without_predictions_to_pair_falls_back_to_the_slack(tiny_project):
         (p / f"plots/predictions/test_clean/{MODEL}.csv").unlink()
         edit_json(p, CLEAN, lambda d: d.update(accuracy=d["accuracy"] - 0.02))
         result = gate(p)
-        assert result.returncode == 1 and "REGRESSION" in gate_line(result, CLEAN, "accuracy")
+        line = gate_line(result, CLEAN, "accuracy")
+        assert result.returncode == 1 and "REGRESSION" in line and line.split()[4] == "slack"
         edit_json(p, CLEAN, lambda d: d.update(accuracy=d["accuracy"] + 0.017))  # 0.3 points: within
         assert gate(p).returncode == 0
+    finally:
+        restore(p)
+
+
+def retrained(project, sd):
+    """The workspace as after retraining MODEL (its checkpoints' hash in dvc.lock changed), with a
+    measured spread of ``sd`` for its clean test accuracy, F1 and mAP."""
+    lock = project / "dvc.lock"
+    text = lock.read_text()
+    start = text.index(f"path: models/{MODEL}\n")
+    md5 = text.index("md5: ", start) + len("md5: ")
+    lock.write_text(text[:md5] + "0" * 32 + text[md5 + 32:])
+    (project / "reports").mkdir(exist_ok=True)
+    (project / "reports/spread.json").write_text(json.dumps(
+        {"commit": "test", "runs": 4, "metrics": {CLEAN: {key: {"values": [], "sd": sd} for key in ("accuracy", "f1", "map")}}}))
+
+
+def test_gate_judges_retrained_models_by_their_spread_not_the_paired_test(tiny_project):
+    p = tiny_project
+    try:
+        retrained(p, sd=0.05)  # allowed drop: 4 x sqrt(2) x 0.05 = 0.28
+        degrade(p, "test_clean", 12)  # a paired test calls this a different model (p < 0.001)
+        result = gate(p)
+        line = gate_line(result, CLEAN, "accuracy")
+        assert result.returncode == 0, result.stdout
+        assert line.split()[4] == "spread" and line.split()[5] == "-0.2828" and line.endswith(" ok")
+        restore(p)
+        retrained(p, sd=0.003)  # allowed drop: 0.017, at the 0.002 floor's 0.0113 or more
+        degrade(p, "test_clean", 2)  # two images: not significant for a paired test, beyond this spread
+        result = gate(p)
+        line = gate_line(result, CLEAN, "accuracy")
+        assert result.returncode == 1 and line.split()[4] == "spread" and "REGRESSION" in line
+        # other metrics of the retrained model without a measured spread fall back to the slack
+        assert gate_line(result, f"metrics/cv/{MODEL}.json", "oof.accuracy").split()[4] == "slack"
     finally:
         restore(p)
 

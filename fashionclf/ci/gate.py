@@ -224,6 +224,7 @@ def judge(path: str, key: str, old, new, rules: list[Rule], paired: PairedPredic
         return row
     if row["rule"] == "paired":
         row["p"] = paired.p_value(rule.predictions.format(name=name), rule.test)
+        row["rule"] = "paired" if row["p"] is not None else "slack"  # nothing to pair with
     if row["p"] is not None and row["p"] >= SIGNIFICANCE:
         row["verdict"] = "ok (not significant)"
     else:
