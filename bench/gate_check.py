@@ -2,8 +2,8 @@
 
 In a fresh clone of HEAD (sharing this repo's DVC cache, so the data stages come from the run cache):
 1. retrain the default pipeline with another training seed and another thread count (2 threads per
-   training fold instead of 1, 1 for evaluation instead of 2: another float order, as another CPU
-   gives) and run the gate against HEAD: it must pass;
+   training fold instead of 1, one fold at a time, and 1 thread for evaluation instead of 2: another
+   float order, as another CPU gives) and run the gate against HEAD: it must pass;
 2. then plant a real regression on top (resnet18 at a tenth of its learning rate), rerun (only
    resnet18's stages and what follows them rerun), print what it cost against the committed
    metrics, and run the gate again: it must fail.
@@ -88,7 +88,7 @@ def main():
             sh(["git", "clone", "-q", str(root), str(repo)], root)
             sh(["dvc", "cache", "dir", "--local", str((root / ".dvc" / "cache").resolve())], repo)
         lr = yaml.safe_load((root / "params.yaml").read_text())["train"]["models"][REGRESSED_MODEL]["lr"]
-        other_machine = {"train.seed": args.seed, "train.threads": 2, "evaluate.threads": 1}
+        other_machine = {"train.seed": args.seed, "train.threads": 2, "train.fold_workers": 1, "evaluate.threads": 1}
         set_params(repo, other_machine)
         took = repro(repo, f"another seed and float order {other_machine}")
         spread = args.spread.resolve() if args.spread else None

@@ -1,7 +1,8 @@
 """How much do the published numbers move when nothing real changed? Reruns the default pipeline in
 fresh clones of the current commit with other training seeds, and with another thread count
-(2 per training fold instead of 1, 1 for evaluation instead of 2: float results change the way they
-do on another CPU), and prints each metric's spread against the
+(2 per training fold instead of 1, one fold at a time so that its threads have the cores to
+themselves, and 1 for evaluation instead of 2: float results change the way they do on another
+CPU), and prints each metric's spread against the
 committed metrics, the paired McNemar p-values, the best model each run picks, and what the metrics
 gate says about each rerun. With --write, it records each gated metric's standard deviation over the
 committed run and the variants in reports/spread.json, which the gate's spread rule reads.
@@ -26,7 +27,7 @@ from fashionclf.ci.platform import fingerprint
 from fashionclf.core.stats import mcnemar_exact
 
 VARIANTS = {"seed43": {"train.seed": 43}, "seed44": {"train.seed": 44},
-            "threads": {"train.threads": 2, "evaluate.threads": 1}}
+            "threads": {"train.threads": 2, "train.fold_workers": 1, "evaluate.threads": 1}}
 METRICS = [("test_clean", "accuracy"), ("test_clean", "f1"), ("test_clean", "map"), ("test_noise", "accuracy"),
            ("test_noise", "f1"), ("cv", "oof.accuracy"), ("cv", "oof.f1"), ("cv", "oof.log_loss"),
            ("cv", "avg_val_loss")]
