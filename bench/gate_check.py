@@ -4,7 +4,7 @@ In a fresh clone of HEAD (sharing this repo's DVC cache, so the data stages come
 1. retrain the default pipeline with another training seed and another thread count (2 threads per
    training fold instead of 1, one fold at a time, and 1 thread for evaluation instead of 2: another
    float order, as another CPU gives) and run the gate against HEAD: it must pass;
-2. then plant a real regression on top (resnet18 at a tenth of its learning rate), rerun (only
+2. then plant a real regression on top (resnet18 at a hundredth of its learning rate), rerun (only
    resnet18's stages and what follows them rerun), print what it cost against the committed
    metrics, and run the gate again: it must fail.
 
@@ -26,8 +26,12 @@ from pathlib import Path
 
 import yaml
 
+from fashionclf.core.preset import set_dotted
+
 REGRESSED_MODEL = "resnet18"
-LR_FACTOR = 0.1
+# measured first: a tenth of resnet18's learning rate made it better (97.63% against 97.00%, seed 45,
+# weights' moving average, 2 epochs); a hundredth leaves it barely trained
+LR_FACTOR = 0.01
 
 
 def sh(cmd, cwd, **kwargs):
@@ -37,11 +41,7 @@ def sh(cmd, cwd, **kwargs):
 def set_params(repo: Path, overrides: dict) -> None:
     doc = yaml.safe_load((repo / "params.yaml").read_text())
     for dotted, value in overrides.items():
-        node = doc
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[last] = value
+        set_dotted(doc, dotted, value, "gate_check")
     (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -59,7 +59,7 @@ def gate(repo: Path, label: str, spread: Path | None = None) -> tuple[int, str]:
                             capture_output=True, text=True)
     out = result.stdout + result.stderr
     rows = [l for l in out.splitlines() if l.startswith("metrics/")]
-    rules = Counter(l.split()[4] for l in rows if len(l.split()) > 4)
+    rules = Counter(next((w for w in l.split() if w in ("paired", "spread", "slack")), "none") for l in rows)
     print(f"\n--- gate, {label}: exit {result.returncode}; rows judged by rule: {dict(rules)}")
     shown = [l for l in rows if "REGRESSION" in l or f"/{REGRESSED_MODEL}.json" in l and "metrics/review" not in l]
     header = next((l for l in out.splitlines() if l.startswith("metric ")), "")
