@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from fashionclf.ci.platform import fingerprint
+from fashionclf.core.preset import set_dotted
 from fashionclf.core.stats import mcnemar_exact
 
 VARIANTS = {"seed43": {"train.seed": 43}, "seed44": {"train.seed": 44},
@@ -46,8 +47,7 @@ def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: boo
         sh(["dvc", "cache", "dir", "--local", str((root / ".dvc" / "cache").resolve())], repo)
         doc = yaml.safe_load((repo / "params.yaml").read_text())
         for dotted, value in overrides.items():
-            section, key = dotted.split(".")
-            doc[section][key] = value
+            set_dotted(doc, dotted, value, "seed_spread")
         (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     if rerun:
         print(f"=== {name}: dvc repro with {overrides}", flush=True)

@@ -86,10 +86,6 @@ def load_spread(path: Path | str, k: float) -> Spread | None:
                   f"{path} ({doc.get('runs', '?')} runs at {doc.get('commit', '?')})")
 
 
-def load_rules(path: Path | str = RULES_FILE) -> list[Rule]:
-    return load_gate_config(path)[0]
-
-
 def load_gate_config(path: Path | str = RULES_FILE) -> tuple[list[Rule], dict]:
     """(rules, settings); settings: ``spread`` (the spread file) and ``k``."""
     doc = yaml.safe_load(Path(path).read_text()) or {}
@@ -115,13 +111,18 @@ def lock_hashes(text: str) -> dict:
             for out in stage.get("outs", [])}
 
 
+def at_revision(revision: str, path: str, cwd=".") -> str | None:
+    """A file's text at a git revision, or None where it has none."""
+    shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=cwd, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
 class TrainedModels:
     """Whether an output (the fold checkpoints) is the same at the baseline and in the workspace."""
 
     def __init__(self, against: str, cwd="."):
-        shown = subprocess.run(["git", "show", f"{against}:{LOCK_FILE}"], cwd=cwd, capture_output=True, text=True)
         workspace = Path(cwd) / LOCK_FILE
-        self.old = lock_hashes(shown.stdout) if shown.returncode == 0 else {}
+        self.old = lock_hashes(at_revision(against, LOCK_FILE, cwd) or "")
         self.new = lock_hashes(workspace.read_text()) if workspace.is_file() else {}
 
     def same(self, path: str) -> bool:
@@ -151,12 +152,11 @@ class PairedPredictions:
     @functools.cache  # several metrics of one file share its predictions
     def read(self, path: str) -> pd.DataFrame | None:
         """Both revisions' rows of the same images side by side, or None if they cannot be paired."""
-        shown = subprocess.run(["git", "show", f"{self.against}:{path}"], cwd=self.cwd, capture_output=True,
-                               text=True)
+        shown = at_revision(self.against, path, self.cwd)
         workspace = self.cwd / path
-        if shown.returncode != 0 or not workspace.is_file():
+        if shown is None or not workspace.is_file():
             return None
-        old = pd.read_csv(io.StringIO(shown.stdout), keep_default_na=False)
+        old = pd.read_csv(io.StringIO(shown), keep_default_na=False)
         new = pd.read_csv(workspace, keep_default_na=False)
         keys = [c for c in ("path", "copy", "variant") if c in old.columns and c in new.columns]
         both = old.merge(new, on=keys, suffixes=("_old", "_new"))

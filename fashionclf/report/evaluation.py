@@ -46,10 +46,10 @@ def evaluate(ensemble: Ensemble, test_set, batch_size: int, sigmas=(0.0,), seed:
     if 0 < max_images < len(y):
         keep = stratified_subset(y, max_images)
         x, y, paths = x[torch.from_numpy(keep)], y[keep], [paths[i] for i in keep]
+    device = pick_device(device, "params.yaml: evaluate.device")
     results = {}
     for sigma in sigmas:
-        probs = ensemble.predict_proba(add_noise(x, sigma, seed), batch_size,
-                                       pick_device(device, "params.yaml: evaluate.device"))
+        probs = ensemble.predict_proba(add_noise(x, sigma, seed), batch_size, device)
         results[sigma] = (classification_metrics(y, probs, ensemble.categories),
                           predictions_table(paths, y, probs, ensemble.categories))
     return results
