@@ -24,10 +24,10 @@ def main(argv=None) -> int:
     predict.add_argument("--min-confidence", type=float, default=0.0,
                          help="label images below this confidence needs_review")
     predict.add_argument("--target-precision", type=float,
-                         help="calibrate, and pick the confidence threshold at which the model's out-of-fold "
-                              "predictions reach this precision (e.g. 0.99); images below it get needs_review")
-    predict.add_argument("--oof", help="out-of-fold predictions for --target-precision "
-                                       "(default: plots/predictions/oof/<model>.csv)")
+                         help="label automatically the images whose expected precision reaches this (e.g. 0.99), "
+                              "chosen over the batch against the calibration split; the rest get needs_review")
+    predict.add_argument("--calibration", help="the model's predictions of the calibration split, for "
+                                               "--target-precision (default: plots/predictions/calibration/<model>.csv)")
     predict.add_argument("--workers", type=int, default=2)
     predict.add_argument("--device", default="auto",
                          help="where the torch ensemble runs: auto (CUDA when present), cpu, cuda or cuda:N")

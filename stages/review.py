@@ -1,6 +1,7 @@
 """Stage review: the best model's labelling loop (reads params: review). Temperature scaling and the
-review threshold for review.target_precision are fitted on its out-of-fold predictions and checked
-on its test predictions; confident learning lists the training labels to audit."""
+review queue for review.target_precision are fitted on its fold ensemble's predictions of the
+calibration split and reported on its test predictions, per category; confident learning on the
+out-of-fold predictions lists the training labels to audit."""
 from pathlib import Path
 
 import pandas as pd
@@ -14,13 +15,14 @@ from fashionclf.report.review import review_markdown, review_report
 
 
 def main():
-    args = stage_args(__doc__, "best", "oof", "test-predictions", "metrics", "report", "reliability-png",
-                      "suspects")
+    args = stage_args(__doc__, "best", "oof", "calibration-predictions", "test-predictions", "metrics", "report",
+                      "reliability-png", "suspects")
     p = params.load("review")
     model = best_model_name(args.best)
     oof = pd.read_csv(Path(args.oof) / f"{model}.csv", keep_default_na=False)
+    calibration = pd.read_csv(Path(args.calibration_predictions) / f"{model}.csv", keep_default_na=False)
     test = pd.read_csv(Path(args.test_predictions) / f"{model}.csv", keep_default_na=False)
-    report, curves, suspects = review_report(model, oof, test, p.target_precision, p.ece_bins)
+    report, curves, suspects = review_report(model, oof, calibration, test, p.target_precision, p.ece_bins)
     write_json(args.metrics, report)
     write_atomic(args.suspects, suspects.to_csv(index=False))
     plot_reliability(curves, f"Reliability of {model} on the test set", args.reliability_png)

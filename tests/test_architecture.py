@@ -45,6 +45,8 @@ def test_runners_are_inference_and_calibration_has_one_home():
     predict = (ROOT / "fashionclf/serve/predict.py").read_text()
     assert "export import" not in predict and "review import" not in predict
     assert "class OnnxEnsemble" in (ROOT / "fashionclf/learn/onnx_runner.py").read_text()
-    assert "def calibrated_threshold" in (ROOT / "fashionclf/report/calibration.py").read_text()
-    assert "def calibrated_threshold" not in (ROOT / "fashionclf/report/review.py").read_text()
+    assert "class Calibration" in (ROOT / "fashionclf/report/calibration.py").read_text()
+    for caller in ["report/review.py", "serve/predict.py"]:
+        text = (ROOT / "fashionclf" / caller).read_text()
+        assert "Calibration" in text and "def select_automatic" not in text and "def fit_temperature" not in text
     assert all((ROOT / "fashionclf" / sub / "__init__.py").stat().st_size == 0 for sub in FLOOR)

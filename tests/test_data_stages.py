@@ -23,9 +23,11 @@ def label_params(categories=CATS4, rules=RULES4):
     return P.LabelParams.model_validate({"categories": categories, "rules": rules})
 
 
-def balance_params(per_class, test_fraction=0.25, seed=1, test_max_per_class=0):
+def balance_params(per_class, test_fraction=0.25, seed=1, test_max_per_class=0, calibration_fraction=0.0,
+                   calibration_max_per_class=0):
     return P.BalanceParams(per_class=per_class, test_fraction=test_fraction, test_max_per_class=test_max_per_class,
-                           seed=seed)
+                           calibration_fraction=calibration_fraction,
+                           calibration_max_per_class=calibration_max_per_class, seed=seed)
 
 
 def run_data_half(raw, work, per_class=16, variants=2, corrections=None, seed=1):
@@ -127,11 +129,33 @@ def test_too_few_images_for_the_test_split(tmp_path):
 
 def test_test_split_is_proportional_to_each_category_and_capped():
     """A small category keeps most of its images for training, whatever the training count."""
-    from fashionclf.data.balance import test_count
-    assert test_count(185, balance_params(2000, 0.2)) == 37  # not 0.2 x 2000 = 400 of its 185
-    assert test_count(20, balance_params(2000, 0.2)) == 4
-    assert test_count(12000, balance_params(560, 0.5, test_max_per_class=1000)) == 1000
-    assert test_count(2, balance_params(10, 0.1)) == 1  # at least one test image
+    from fashionclf.data.balance import held_out_count
+    assert held_out_count(185, 0.2, 0) == 37  # not 0.2 x 2000 = 400 of its 185
+    assert held_out_count(20, 0.2, 0) == 4
+    assert held_out_count(12000, 0.5, 1000) == 1000
+    assert held_out_count(2, 0.1, 0) == 1  # at least one test image
+    assert held_out_count(50, 0.0, 0, minimum=0) == 0  # no calibration split
+
+
+def test_calibration_split_is_held_out_of_training_and_leaves_the_test_set_alone(tmp_path):
+    """The calibration images are distinct images of their own, in no fold; adding the split does not
+    move a test image."""
+    raw = make_class_folders(tmp_path / "raw", CATS4, per_category=20)
+    clean(raw, 24, 4, 10_000_000, tmp_path / "clean", tmp_path / "dropped.csv")
+    label(label_params(), tmp_path / "clean", tmp_path / "none.csv", tmp_path / "labels.csv", tmp_path / "u.csv")
+    manifests = {}
+    for name, fraction in [("without", 0.0), ("with", 0.2)]:
+        report = balance(balance_params(30, 0.25, calibration_fraction=fraction), tmp_path / "clean",
+                         tmp_path / "labels.csv", tmp_path / name)
+        manifests[name] = {split: load_imageset(tmp_path / name / split)[1]
+                           for split in ["test", "calibration", "trainval"]}
+        assert report["calibration"] == ({c: 4 for c in CATS4} if fraction else {})
+    with_cal = manifests["with"]
+    assert len(with_cal["calibration"]) == 16 and manifests["without"]["calibration"].empty
+    assert not set(with_cal["calibration"]["source_id"]) & set(with_cal["trainval"]["source_id"])
+    assert not set(with_cal["calibration"]["source_id"]) & set(with_cal["test"]["source_id"])
+    pd.testing.assert_frame_equal(with_cal["test"], manifests["without"]["test"])
+    assert with_cal["trainval"]["source_id"].nunique() == 4 * (20 - 5 - 4)
 
 
 def test_dvc_repro_augment_on_user_folder_then_selective_rerun(tmp_path):

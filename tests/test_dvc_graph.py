@@ -169,3 +169,34 @@ def test_clean_params_rerun_clean_and_the_run_cache_restores_the_reverted_output
         restored = np.load(project / "data/clean/images.npy")
         assert restored.shape[1:] == (PARAMS["clean"]["canvas_size"],) * 2 + (3,)
         assert (project / "data/clean/images.npy").read_bytes() == original, dotted
+
+
+def test_a_training_param_set_back_restores_training_and_test_stages_from_the_run_cache(tiny_project, tmp_path):
+    """train.seed 42 -> 43 -> 42: the second repro runs no command; cv_train and the test stages come
+    back from DVC's run cache (their git-kept outputs are declared metrics and plots, not plain
+    outs marked cache: false, which would turn the run cache off), byte for byte."""
+    import shutil
+
+    from conftest import TINY, run
+
+    model = list(TINY["train.models"])[0]
+    project = tmp_path / "repo"
+    shutil.copytree(tiny_project, project, symlinks=True)  # its .dvc/cache holds the run cache of its repro
+    chain = [f"cv_train@{model}", f"test_clean@{model}", f"test_noise@{model}"]
+
+    def outputs():
+        roots = [project / "models" / model, project / "metrics", project / "plots"]
+        return {p.relative_to(project): p.read_bytes() for root in roots for p in sorted(root.rglob("*"))
+                if p.is_file() and model in str(p)}
+
+    before = outputs()
+    assert len(before) > 10
+    set_param(project, "train.seed", 43)
+    out = run(["dvc", "repro", chain[-1]], project).stdout
+    assert all(f"Running stage '{stage}'" in out for stage in chain), out
+    assert outputs() != before
+    set_param(project, "train.seed", PARAMS["train"]["seed"])
+    out = run(["dvc", "repro", chain[-1]], project).stdout
+    assert "Running stage" not in out, out
+    assert all(f"Stage '{stage}' is cached - skipping run" in out for stage in chain), out
+    assert outputs() == before

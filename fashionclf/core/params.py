@@ -89,6 +89,8 @@ class BalanceParams(Section):
     per_class: int = Field(ge=1)           # train/val images per category (oversampled if needed)
     test_fraction: float = Field(gt=0.0, lt=1.0)  # of each category's distinct images
     test_max_per_class: int = Field(ge=0)  # cap on the test images per category (0: no cap)
+    calibration_fraction: float = Field(ge=0.0, lt=1.0)  # of each category's distinct images, out of every fold
+    calibration_max_per_class: int = Field(ge=0)  # cap on the calibration images per category (0: no cap)
     seed: int
 
 

@@ -1,5 +1,8 @@
-"""balance: a stratified test hold-out from each category's own distinct images, then per-category
-under/oversampling of what remains for training."""
+"""balance: stratified test and calibration hold-outs from each category's own distinct images, then
+per-category under/oversampling of what remains for training.
+
+The calibration split is held out of every fold, so the fold ensemble that labels new photos sees
+it as new photos: the review threshold is chosen on it (report.calibration)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,25 +13,32 @@ from ..core.params import BalanceParams
 from ..core.store import load_imageset, save_imageset
 
 
-def test_count(n_sources: int, params: BalanceParams) -> int:
-    """``test_fraction`` of the category's own distinct images, at most ``test_max_per_class``:
-    a small category keeps most of its images for training, whatever the training count."""
-    n_test = max(1, round(params.test_fraction * n_sources))
-    return min(n_test, params.test_max_per_class) if params.test_max_per_class else n_test
+def held_out_count(n_sources: int, fraction: float, cap: int, minimum: int = 1) -> int:
+    """``fraction`` of the category's own distinct images, at most ``cap`` (0: none): a small category
+    keeps most of its images for training, whatever the training count."""
+    n = max(minimum, round(fraction * n_sources))
+    return min(n, cap) if cap else n
 
 
-def split_category(rows: pd.DataFrame, params: BalanceParams, rng) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_category(rows: pd.DataFrame, params: BalanceParams, rng) -> tuple[pd.DataFrame, ...]:
+    """(test, calibration, trainval) of one category. The test images are the first of one seeded
+    permutation and the calibration images the next, so a calibration split leaves the test set as
+    it was."""
     category = rows["category"].iloc[0]
-    n_test = test_count(len(rows), params)
-    if len(rows) - n_test < 1:
+    n_test = held_out_count(len(rows), params.test_fraction, params.test_max_per_class)
+    n_cal = held_out_count(len(rows), params.calibration_fraction, params.calibration_max_per_class,
+                           minimum=1 if params.calibration_fraction else 0)
+    if len(rows) - n_test - n_cal < 1:
         raise DataError(f"category {category!r} has {len(rows)} distinct images: too few to hold out "
-                        f"balance.test_fraction={params.test_fraction} for the test set and train on the rest")
+                        f"balance.test_fraction={params.test_fraction} and balance.calibration_fraction="
+                        f"{params.calibration_fraction} and train on the rest")
     order = rng.permutation(len(rows))
     test = rows.iloc[order[:n_test]]
-    rest = rows.iloc[order[n_test:]]
+    calibration = rows.iloc[order[n_test:n_test + n_cal]]
+    rest = rows.iloc[order[n_test + n_cal:]]
     picks = np.arange(params.per_class) % len(rest)  # beyond the sources: repeat them, augment makes them new
     trainval = rest.iloc[picks].assign(copy=np.arange(params.per_class) // len(rest))
-    return test, trainval
+    return test, calibration, trainval
 
 
 def balance(params: BalanceParams, clean_dir, labels_csv, out) -> dict:
@@ -37,20 +47,21 @@ def balance(params: BalanceParams, clean_dir, labels_csv, out) -> dict:
     if labels.empty:
         raise DataError("no labelled images to balance (see metrics/label.json and data/unmatched.csv)")
     rng = np.random.default_rng(params.seed)
-    tests, trainvals = [], []
-    for _, rows in labels.groupby("category", sort=True):
-        test, trainval = split_category(rows, params, rng)
-        tests.append(test)
-        trainvals.append(trainval)
-    test, trainval = pd.concat(tests), pd.concat(trainvals)
+    splits = [split_category(rows, params, rng) for _, rows in labels.groupby("category", sort=True)]
+    test, calibration, trainval = (pd.concat(parts) for parts in zip(*splits))
     assert_disjoint(test["source_id"], trainval["source_id"], "the test split")
+    assert_disjoint(calibration["source_id"], trainval["source_id"], "the calibration split")
+    assert_disjoint(calibration["source_id"], test["source_id"], "the calibration split")
     cols = ["path", "source_id", "category"]
     save_imageset(f"{out}/test", images[test["row"].to_numpy()], test[cols].reset_index(drop=True))
+    save_imageset(f"{out}/calibration", images[calibration["row"].to_numpy()],
+                  calibration[cols].reset_index(drop=True))
     save_imageset(f"{out}/trainval", images[trainval["row"].to_numpy()],
                   trainval[cols + ["copy"]].reset_index(drop=True))
     count = lambda df: {k: int(v) for k, v in df["category"].value_counts().sort_index().items()}
     first_copies = trainval[trainval["copy"] == 0]
-    return {"sources": count(labels), "test": count(test), "train_sources": count(first_copies),
+    return {"sources": count(labels), "test": count(test), "calibration": count(calibration),
+            "train_sources": count(first_copies),
             "trainval": count(trainval),
             "oversampled": {c: int(n) for c, n in
                             trainval.groupby("category")["copy"].apply(lambda s: (s > 0).sum()).items()}}

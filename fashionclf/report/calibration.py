@@ -1,9 +1,18 @@
-"""Calibrated confidence and the review queue: temperature scaling fitted on out-of-fold predictions,
-the expected calibration error (torchmetrics), and the confidence threshold that reaches a target
-precision on the images labelled automatically.
+"""Calibrated confidence and the review queue, both fitted on the fold ensemble's predictions of the
+calibration split (images held out of every fold, so new to the ensemble as a shop's photos are).
 
-Temperature scaling is one scalar fitted by minimising the log loss (scipy); none of the project's
-libraries ships it for plain probability arrays, so it is written here (Guo et al. 2017).
+- Temperature scaling: one scalar fitted by minimising the log loss (scipy); none of the project's
+  libraries ships it for plain probability arrays, so it is written here (Guo et al. 2017). It
+  changes the probabilities shown, not which images are labelled automatically.
+- The review queue: conformal selection (Jin & Candes 2023, "Selection by prediction with conformal
+  p-values"). Each new image gets a conformal p-value from the calibration images the ensemble got
+  wrong at the same or a higher confidence; Benjamini-Hochberg (scipy's false_discovery_control) at
+  level 1 - target over the batch of new images labels the selected ones automatically. If the
+  calibration images and the new ones are exchangeable, the expected share of wrong labels among
+  those labelled automatically is at most 1 - target, for any calibration size (finite sample).
+  The score is the ensemble's raw confidence: a score fitted on the calibration images (through
+  the temperature) would void the guarantee.
+- The expected calibration error (torchmetrics).
 """
 from __future__ import annotations
 
@@ -11,11 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import minimize_scalar
+from scipy.stats import false_discovery_control
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from ..core.errors import DataError
 from ..core.scoring import probabilities_of
-from ..core.stats import rounded_interval, wilson_interval
 
 EPS = 1e-7  # predictions are stored rounded to 6 decimals: a stored 0 is "below 1e-6"
 
@@ -55,33 +64,25 @@ def reliability_bins(probs: np.ndarray, y: np.ndarray, bins: int) -> list[dict]:
             for k in range(bins) if (index == k).any()]
 
 
-def threshold_for_precision(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
-    """The lowest confidence threshold at which the images at or above it reach ``target`` precision,
-    so that as many images as possible are labelled automatically. 1.0 + tiny (label nothing
-    automatically) when no threshold reaches it."""
-    order = np.argsort(-confidence, kind="stable")
-    conf, hits = confidence[order], correct[order].astype(float)
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    # a cut may only fall between distinct confidences: take the last row of each run of ties
-    last_of_tie = np.append(conf[1:] != conf[:-1], True)
-    ok = np.flatnonzero((precision >= target) & last_of_tie)
-    if not len(ok):
-        return float(np.nextafter(1.0, 2.0))
-    return float(conf[ok[-1]])
+def conformal_p_values(cal_confidence: np.ndarray, cal_correct: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """For each new image, (1 + calibration images wrong at its confidence or above) / (n + 1): the
+    conformal p-value of "this label is wrong" (the deterministic, conservative form)."""
+    wrong = np.sort(cal_confidence[~cal_correct.astype(bool)])
+    wrong_above = len(wrong) - np.searchsorted(wrong, confidence, side="left")
+    return (1 + wrong_above) / (len(cal_confidence) + 1)
 
 
-def review_split(probs: np.ndarray, y: np.ndarray, threshold: float) -> dict:
-    """Coverage (share at or above the threshold) and the precision there, each with a Wilson 95% CI."""
-    confidence, correct = probs.max(1), probs.argmax(1) == y
-    automatic = confidence >= threshold
-    n_auto, hits = int(automatic.sum()), int(correct[automatic].sum())
-    r = lambda v: round(float(v), 6)
-    return {"n": int(len(y)), "labelled_automatically": n_auto, "needs_review": int(len(y) - n_auto),
-            "coverage": r(n_auto / max(len(y), 1)),
-            "coverage_ci95": rounded_interval(wilson_interval(n_auto, len(y))),
-            "precision": r(hits / n_auto) if n_auto else None,
-            "precision_ci95": rounded_interval(wilson_interval(hits, n_auto)) if n_auto else None,
-            "errors_labelled_automatically": n_auto - hits}
+def select_automatic(cal_confidence: np.ndarray, cal_correct: np.ndarray, confidence: np.ndarray,
+                     target_precision: float) -> tuple[np.ndarray, float]:
+    """(mask of the new images labelled automatically, the lowest confidence among them) by
+    Benjamini-Hochberg at 1 - target_precision on their conformal p-values. The threshold depends on
+    the batch (more confident batches earn a lower one); 1.0 + tiny when nothing is selected."""
+    if not len(confidence) or target_precision >= 1.0:
+        return np.zeros(len(confidence), bool), float(np.nextafter(1.0, 2.0))
+    p = conformal_p_values(cal_confidence, cal_correct, confidence)
+    selected = false_discovery_control(p, method="bh") <= 1.0 - target_precision
+    threshold = float(confidence[selected].min()) if selected.any() else float(np.nextafter(1.0, 2.0))
+    return selected, threshold
 
 
 def categories_of(table: pd.DataFrame) -> list[str]:
@@ -96,14 +97,23 @@ def labelled(table: pd.DataFrame, categories) -> tuple[np.ndarray, np.ndarray]:
     return y, probabilities_of(table, categories)
 
 
-def calibrated_threshold(oof: pd.DataFrame, target_precision: float) -> tuple[float, float]:
-    """(temperature, threshold): temperature scaling fitted on the out-of-fold predictions, and the
-    lowest calibrated confidence at which they reach ``target_precision``."""
-    return fit_calibration(*labelled(oof, categories_of(oof)), target_precision)
+class Calibration:
+    """What the calibration split's ensemble predictions fix: the temperature, and the confidences
+    and hits that the conformal p-values of new images are counted against."""
 
+    def __init__(self, y: np.ndarray, probs: np.ndarray):
+        if not len(y):
+            raise DataError("no calibration predictions: the review queue needs the calibration split "
+                            "(set balance.calibration_fraction above 0 and run dvc repro)")
+        self.n = len(y)
+        self.temperature = fit_temperature(probs, y)
+        self.confidence, self.correct = probs.max(1), probs.argmax(1) == y
 
-def fit_calibration(y: np.ndarray, probs: np.ndarray, target_precision: float) -> tuple[float, float]:
-    temperature = fit_temperature(probs, y)
-    calibrated = scaled(probs, temperature)
-    threshold = threshold_for_precision(calibrated.max(1), calibrated.argmax(1) == y, target_precision)
-    return temperature, round(threshold, 6)
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> "Calibration":
+        return cls(*labelled(table, categories_of(table)))
+
+    def select(self, probs: np.ndarray, target_precision: float) -> tuple[np.ndarray, float]:
+        """Which rows of ``probs`` (raw ensemble probabilities) are labelled automatically, and the
+        lowest raw confidence among them."""
+        return select_automatic(self.confidence, self.correct, probs.max(1), target_precision)

@@ -55,6 +55,14 @@ def evaluate(ensemble: Ensemble, test_set, batch_size: int, sigmas=(0.0,), seed:
     return results
 
 
+def predict_table(ensemble: Ensemble, image_set, batch_size: int, device: str = "cpu"):
+    """The fold ensemble's predictions table of a held-out split (load_test_set's tensors, labels and
+    paths), which may be empty."""
+    x, y, paths = image_set
+    probs = ensemble.predict_proba(x, batch_size, pick_device(device, "params.yaml: evaluate.device"))
+    return predictions_table(paths, y, probs.reshape(len(y), len(ensemble.categories)), ensemble.categories)
+
+
 def curve_row(sigma: float, metrics: dict) -> dict:
     return {"sigma": sigma, "n": metrics["n"], "accuracy": metrics["accuracy"], "accuracy_low": metrics["accuracy_ci95"][0],
             "accuracy_high": metrics["accuracy_ci95"][1], "f1": metrics["f1"],

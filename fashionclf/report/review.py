@@ -1,9 +1,9 @@
-"""The labelling loop of the best model: calibration fitted on out-of-fold predictions, the review
-threshold for a target precision chosen there, both checked on the test set, and the label audit.
+"""The labelling loop of the best model: the temperature and the review queue fitted on the fold
+ensemble's predictions of the calibration split, the queue applied to the test set as to a batch of
+new photos and reported there, overall and per category, and the label audit.
 
-Choosing on out-of-fold predictions and reporting on the test set keeps the test numbers honest.
-The test predictions come from the fold ensemble, which is a little better than each fold model
-the threshold was chosen on, so the test precision tends to land above the target, not below.
+The calibration split is held out of every fold, so its predictions come from the same ensemble,
+with the same confidence, as predict's on new photos; the test set is used only to report.
 """
 from __future__ import annotations
 
@@ -11,52 +11,98 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
+from ..core.stats import rounded_interval, wilson_interval
 from .audit import suspect_labels
-from .calibration import (categories_of, expected_calibration_error, fit_calibration, labelled, reliability_bins,
-                          review_split, scaled)
+from .calibration import Calibration, categories_of, expected_calibration_error, labelled, reliability_bins, scaled
+
+METHOD = "conformal selection: Benjamini-Hochberg on conformal p-values of the calibration split"
 
 
-def review_report(model: str, oof: pd.DataFrame, test: pd.DataFrame, target_precision: float, bins: int):
+def share(hits: int, n: int) -> tuple[float | None, list[float] | None]:
+    if not n:
+        return None, None
+    return round(hits / n, 6), rounded_interval(wilson_interval(hits, n))
+
+
+def queue_split(y: np.ndarray, predicted: np.ndarray, automatic: np.ndarray) -> dict:
+    """Coverage (share labelled automatically) and the precision of those labels, each with a
+    Wilson 95% CI."""
+    n_auto, hits = int(automatic.sum()), int((automatic & (predicted == y)).sum())
+    coverage, coverage_ci = share(n_auto, len(y))
+    precision, precision_ci = share(hits, n_auto)
+    return {"n": int(len(y)), "labelled_automatically": n_auto, "needs_review": int(len(y) - n_auto),
+            "coverage": coverage, "coverage_ci95": coverage_ci, "precision": precision,
+            "precision_ci95": precision_ci, "errors_labelled_automatically": n_auto - hits}
+
+
+def per_category(y: np.ndarray, predicted: np.ndarray, automatic: np.ndarray, categories) -> dict:
+    """For each category: the share of its images labelled automatically, and the precision of the
+    automatic labels naming it (what a shop manager reads: where the queue grows, which labels to trust)."""
+    result = {}
+    for k, category in enumerate(categories):
+        mine, named = y == k, automatic & (predicted == k)
+        coverage, coverage_ci = share(int(automatic[mine].sum()), int(mine.sum()))
+        precision, precision_ci = share(int((y[named] == k).sum()), int(named.sum()))
+        result[category] = {"n": int(mine.sum()), "labelled_automatically": int(automatic[mine].sum()),
+                            "coverage": coverage, "coverage_ci95": coverage_ci,
+                            "labelled_as": int(named.sum()), "precision": precision, "precision_ci95": precision_ci}
+    return result
+
+
+def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test: pd.DataFrame,
+                  target_precision: float, bins: int):
     """metrics/review.json's content, the reliability curves to plot and the suspect labels."""
-    categories = categories_of(oof)
-    if categories_of(test) != categories:
-        raise DataError(f"out-of-fold and test predictions have different categories: "
-                         f"{categories} vs {categories_of(test)}")
-    y_oof, p_oof = labelled(oof, categories)
+    categories = categories_of(test)
+    for name, table in [("out-of-fold", oof), ("calibration", calibration)]:
+        if categories_of(table) != categories:
+            raise DataError(f"{name} and test predictions have different categories: "
+                            f"{categories_of(table)} vs {categories}")
+    y_cal, p_cal = labelled(calibration, categories)
     y_test, p_test = labelled(test, categories)
-    temperature, threshold = fit_calibration(y_oof, p_oof, target_precision)
-    c_oof, c_test = scaled(p_oof, temperature), scaled(p_test, temperature)
+    fit = Calibration(y_cal, p_cal)
+    automatic, threshold = fit.select(p_test, target_precision)
+    c_cal, c_test = scaled(p_cal, fit.temperature), scaled(p_test, fit.temperature)
     ece = lambda p, y: expected_calibration_error(p, y, bins)
     suspects = suspect_labels(oof, categories)
+    predicted = p_test.argmax(1)
     report = {
-        "model": model, "temperature": temperature, "fitted_on": "out-of-fold CV predictions",
-        "target_precision": target_precision, "threshold": threshold, "ece_bins": bins,
-        "ece": {"oof_before": ece(p_oof, y_oof), "oof_after": ece(c_oof, y_oof),
+        "model": model, "target_precision": target_precision, "method": METHOD,
+        "fitted_on": f"fold ensemble on the calibration split ({fit.n} images, in no fold)",
+        "temperature": fit.temperature, "threshold": round(threshold, 6), "ece_bins": bins,
+        "ece": {"calibration_before": ece(p_cal, y_cal), "calibration_after": ece(c_cal, y_cal),
                 "test_before": ece(p_test, y_test), "test_after": ece(c_test, y_test)},
-        "test": review_split(c_test, y_test, threshold),
-        "oof": review_split(c_oof, y_oof, threshold),
+        "test": queue_split(y_test, predicted, automatic),
+        "test_per_category": per_category(y_test, predicted, automatic, categories),
         "suspect_labels": int(len(suspects)),
     }
     curves = {f"test, raw (ECE {100 * report['ece']['test_before']:.2f}%)": reliability_bins(p_test, y_test, bins),
-              f"test, T = {temperature:g} (ECE {100 * report['ece']['test_after']:.2f}%)":
+              f"test, T = {fit.temperature:g} (ECE {100 * report['ece']['test_after']:.2f}%)":
                   reliability_bins(c_test, y_test, bins)}
     return report, curves, suspects
 
 
 def review_markdown(report: dict) -> str:
     test, ece = report["test"], report["ece"]
-    pct = lambda v: f"{100 * v:.1f}"
-    ci = lambda pair: f"{pct(pair[0])}–{pct(pair[1])}"
-    precision = (f"{pct(test['precision'])}% precision (95% CI {ci(test['precision_ci95'])})"
-                 if test["precision"] is not None else "no image above the threshold")
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"
+    ci = lambda pair: "" if pair is None else f" ({pct(pair[0])}–{pct(pair[1])})"
+    target = pct(report["target_precision"])
+    rows = "".join(f"| {c} | {m['n']} | {pct(m['coverage'])}{ci(m['coverage_ci95'])} | {m['labelled_as']} | "
+                   f"{pct(m['precision'])}{ci(m['precision_ci95'])} |\n"
+                   for c, m in report["test_per_category"].items())
     return (f"## Labelling loop ({report['model']}, test set of {test['n']} images)\n\n"
-            f"At a target precision of {pct(report['target_precision'])}% (threshold chosen on out-of-fold "
-            f"predictions: calibrated confidence >= {report['threshold']:.4f}), the model **labels "
-            f"{pct(test['coverage'])}% of a catalogue automatically at {precision}**; the other "
-            f"{test['needs_review']} images get `needs_review`.\n\n"
-            f"| calibration | ECE out-of-fold | ECE test |\n|---|---|---|\n"
-            f"| raw probabilities | {pct(ece['oof_before'])}% | {pct(ece['test_before'])}% |\n"
-            f"| temperature scaling, T = {report['temperature']:g} (fitted out-of-fold) | "
-            f"{pct(ece['oof_after'])}% | {pct(ece['test_after'])}% |\n\n"
+            f"At a target precision of {target}%, the model **labels {pct(test['coverage'])}%"
+            f"{ci(test['coverage_ci95'])} of the test images automatically, at {pct(test['precision'])}% precision"
+            f"{ci(test['precision_ci95'])}**; the other {test['needs_review']} get `needs_review` "
+            f"(95% intervals in brackets).\n\n"
+            f"| category | test images | labelled automatically % | automatic labels naming it | "
+            f"their precision % |\n|---|---|---|---|---|\n{rows}\n"
+            f"How: {report['method']} ({report['fitted_on']}). If the calibration images and new photos "
+            f"come from the same distribution, the expected share of wrong automatic labels is at most "
+            f"{pct(1 - report['target_precision'])}%. On this test batch the lowest confidence labelled "
+            f"automatically was {report['threshold']:.4f}.\n\n"
+            f"| calibration | ECE calibration split | ECE test |\n|---|---|---|\n"
+            f"| raw probabilities | {pct(ece['calibration_before'])}% | {pct(ece['test_before'])}% |\n"
+            f"| temperature scaling, T = {report['temperature']:g} | "
+            f"{pct(ece['calibration_after'])}% | {pct(ece['test_after'])}% |\n\n"
             f"Label audit: {report['suspect_labels']} training images are likely mislabelled "
             f"(`data/suspect_labels.csv`, confident learning on out-of-fold probabilities).\n")

@@ -23,8 +23,10 @@ REFERENCE_SPEED = 250        # img/s at which time budgets are stated
 PHOTO_CANVAS = 96            # letterbox canvas for photos (enough detail, cheap to store and resize)
 PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite0 need roughly 100+ px objects
 SCRATCH_SIZE = 64            # models trained from scratch on a few thousand photos: detail costs, buys little
-TEST_FRACTION = 0.2          # of each category's own photos
-FOLDS = 5
+TEST_FRACTION = 0.15         # of each category's own photos: reports accuracy with its interval
+CALIBRATION_FRACTION = 0.2   # of each category's own photos, in no fold: where the review queue is chosen
+FOLDS = 3                    # a shop's plan: half the training of 5 folds, spent on epochs (docs/own-photos.md)
+PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and where more stopped paying (measured)
 EVAL_SHARE = 0.15            # budget share kept for data stages, testing, noise curves and export
 SCRATCH_CANDIDATES = (("mobilenet_v2", 0.006), ("resnet18", 0.004))
 MAX_PER_CLASS = 800          # training images per category, beyond which time grows faster than accuracy
@@ -128,14 +130,14 @@ def reference_speed(seconds: float = 4.0) -> float:
     return images / (time.perf_counter() - start)
 
 
-def model_seconds(costs: tuple[float, float], epochs: int, per_class: int, classes: int, test: int,
+def model_seconds(costs: tuple[float, float], epochs: int, per_class: int, classes: int, held_out: int,
                   noise_levels: int) -> float:
     """One model's cv_train + test stages: training steps, validation/BN/out-of-fold passes, and
-    every fold model on the clean and noisy test sets."""
+    every fold model on the held-out images (test, noisy test, calibration)."""
     train_s, eval_s = costs
     trainval = per_class * classes
     trained = FOLDS * epochs * trainval * (FOLDS - 1) / FOLDS
-    evaluated = FOLDS * (epochs + 2) * trainval / FOLDS + FOLDS * test * (1 + noise_levels)
+    evaluated = FOLDS * (epochs + 2) * trainval / FOLDS + FOLDS * held_out * (2 + noise_levels)
     return trained * train_s + evaluated * eval_s
 
 
@@ -154,15 +156,23 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                    f"(it reads {speed:.0f} img/s)")
     names = {folder: category_name(folder) for folder in photos.counts}
     classes = len(names)
-    tests = {f: max(1, round(TEST_FRACTION * n)) for f, n in photos.counts.items()}
-    train_counts = [n - tests[f] for f, n in photos.counts.items()]
+    held = {f: max(1, round(TEST_FRACTION * n)) + max(1, round(CALIBRATION_FRACTION * n))
+            for f, n in photos.counts.items()}
+    train_counts = [n - held[f] for f, n in photos.counts.items()]
     per_class = int(min(MAX_PER_CLASS, max(50, max(train_counts))))
-    test_total = sum(tests.values())
+    test_total = sum(held.values())
     reasons.append(f"{classes} categories from the sub-folders; photos per category "
                    + ", ".join(f"{names[f]} {n}" for f, n in photos.counts.items())
-                   + f"; {TEST_FRACTION:.0%} of each held out for the test set ({test_total} photos), "
-                   f"{per_class} training images per category (the largest category's, at most {MAX_PER_CLASS}: every photo is used; "
-                   f"smaller categories are oversampled with augmented variants)")
+                   + f"; of each, {TEST_FRACTION:.0%} held out for the test set and {CALIBRATION_FRACTION:.0%} for "
+                   f"the calibration split ({test_total} photos), {per_class} training images per category (the "
+                   f"largest category's, at most {MAX_PER_CLASS}: every other photo is used; smaller categories are "
+                   f"oversampled with augmented variants)")
+    reasons.append(f"calibration split: the review queue is chosen on the fold ensemble's predictions of photos "
+                   f"no fold saw; at a target precision of 0.99 a few hundred are needed (with n of them, "
+                   f"labelling a share c of new photos needs at most 0.01 c (n + 1) - 1 calibration errors above "
+                   f"them, so n >= 100 / c even with none)")
+    reasons.append(f"{FOLDS} folds, not 5: half the training, spent on epochs of the pretrained model, which "
+                   f"bought more on real photos than two more ensemble members (docs/own-photos.md)")
     canvas = PHOTO_CANVAS if photos.median_short_side >= PHOTO_CANVAS else max(28, photos.median_short_side)
     reasons.append(f"canvas {canvas} px: the photos' median short side is {photos.median_short_side} px")
     noise_levels = len(template["noise"]["sigmas"])
@@ -173,7 +183,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     lite_size = max(PRETRAINED_SIZE, canvas)
     lite_cost = costs(LITE0, lite_size)
     per_epoch = model_seconds(lite_cost, 1, per_class, classes, test_total, noise_levels)
-    lite_epochs = int(max(2, min(6, (0.6 * available) // per_epoch)))
+    lite_epochs = int(max(PRETRAINED_EPOCHS[0], min(PRETRAINED_EPOCHS[1], available // per_epoch)))
     models[LITE0] = {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}
     spent += model_seconds(lite_cost, lite_epochs, per_class, classes, test_total, noise_levels)
     reasons.append(f"{LITE0} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
@@ -200,7 +210,8 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     params["label"] = {"categories": list(names.values()),
                        "rules": [{"pattern": f"^{re.escape(folder)}/", "category": name} for folder, name in names.items()]}
     params["balance"] = dict(template["balance"], per_class=per_class, test_fraction=TEST_FRACTION,
-                             test_max_per_class=0)
+                             test_max_per_class=0, calibration_fraction=CALIBRATION_FRACTION,
+                             calibration_max_per_class=0)
     params["augment"] = dict(template["augment"], variants=0)
     params["train"] = dict(template["train"], folds=FOLDS, models=models)
     for section in params:

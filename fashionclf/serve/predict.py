@@ -2,6 +2,8 @@
 
 Preprocessing comes from the checkpoint (canvas size, model input size): the same letterbox as
 clean, then the same resize as training. Decoding runs in DataLoader workers beside the model.
+With a target precision, the review queue is chosen over the whole batch (report.calibration's
+conformal selection against the calibration split), so rows are written once every image is scored.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from ..data.imaging import decode
 from ..learn.checkpoint import best_model_name
 from ..learn.inference import Ensemble, pick_device
 from ..learn.onnx_runner import OnnxEnsemble
-from ..report.calibration import calibrated_threshold, scaled
+from ..report.calibration import Calibration, scaled
 
 
 def list_inputs(inputs) -> list[Path]:
@@ -66,32 +68,30 @@ class Predictor:
             self.model_name = model or best_model_name(best)
             self.module = Ensemble.load(Path(models_dir) / self.model_name)
             self.name = self.model_name
-        self.temperature = 1.0  # set by calibrate()
+        self.calibration: Calibration | None = None  # set by calibrate()
         self.categories = self.module.categories
         self.canvas_size = self.module.preprocessing["canvas_size"]
 
     @torch.inference_mode()
     def __call__(self, batch_uint8: torch.Tensor) -> np.ndarray:
+        """The ensemble's raw probabilities (the review queue is chosen on these)."""
         x = (batch_uint8.float() / 255).contiguous(memory_format=torch.channels_last)
         if isinstance(self.module, Ensemble):
-            probs = self.module.predict_proba(x, max(len(x), 1), self.device)
-        else:
-            probs = self.module(x)
-        return probs if self.temperature == 1.0 else scaled(probs, self.temperature)
+            return self.module.predict_proba(x, max(len(x), 1), self.device)
+        return self.module(x)
 
-    def calibrate(self, oof_csv, target_precision: float) -> float:
-        """Temperature-scale the probabilities as fitted on the model's out-of-fold predictions and
-        return the confidence threshold at which those reach ``target_precision``."""
-        if not Path(oof_csv).is_file():
-            raise FileNotFoundError(f"{oof_csv} not found: --target-precision needs the model's out-of-fold "
-                                    f"predictions (run `dvc repro`, or pass --oof)")
-        self.temperature, threshold = calibrated_threshold(pd.read_csv(oof_csv, keep_default_na=False),
-                                                           target_precision)
-        return threshold
+    def calibrate(self, calibration_csv) -> Calibration:
+        """Fit the temperature and the review queue on the ensemble's predictions of the calibration
+        split (written by the test_clean stage)."""
+        if not Path(calibration_csv).is_file():
+            raise FileNotFoundError(f"{calibration_csv} not found: --target-precision needs the model's predictions "
+                                    f"of the calibration split (run `dvc repro`, or pass --calibration)")
+        self.calibration = Calibration.from_table(pd.read_csv(calibration_csv, keep_default_na=False))
+        return self.calibration
 
 
-def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2, min_confidence=0.0):
-    """Yield one result dict per path, in input order."""
+def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2):
+    """Yield (path, raw probabilities or None, error) per path, in input order."""
     loader = torch.utils.data.DataLoader(DecodedImages(paths, predictor.canvas_size), batch_size=batch_size,
                                          num_workers=workers, shuffle=False,
                                          persistent_workers=False, prefetch_factor=4 if workers else None)
@@ -100,14 +100,32 @@ def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2, min_con
         probs = predictor(pixels[ok]) if ok else np.zeros((0, len(predictor.categories)))
         row_probs = dict(zip(ok, probs))
         for k, (index, error) in enumerate(zip(indices.tolist(), errors)):
-            row = {"path": str(paths[index]), "category": "", "confidence": "", "error": error}
-            if not error:
-                p = row_probs[k]
-                best = int(p.argmax())
-                row["confidence"] = round(float(p[best]), 6)
-                row["category"] = predictor.categories[best] if p[best] >= min_confidence else NEEDS_REVIEW
-                row.update({f"p_{c}": round(float(v), 6) for c, v in zip(predictor.categories, p)})
-            yield row
+            yield paths[index], row_probs.get(k), error
+
+
+def labelled_rows(predictor: Predictor, scored, min_confidence=0.0, target_precision=None):
+    """predict's CSV rows from predict_paths' results. Below the threshold (``min_confidence``, or the
+    review queue of ``target_precision`` chosen over this whole batch) the category is needs_review.
+    Shown probabilities are temperature-scaled when the predictor is calibrated."""
+    good = [k for k, (_, p, error) in enumerate(scored) if not error]
+    raw = np.array([scored[k][1] for k in good]).reshape(len(good), len(predictor.categories))
+    if target_precision is not None:
+        automatic, threshold = predictor.calibration.select(raw, target_precision)
+    else:
+        automatic, threshold = raw.max(1, initial=0.0) >= min_confidence, min_confidence
+    shown = scaled(raw, predictor.calibration.temperature) if predictor.calibration else raw
+    decided = {k: (shown[i], automatic[i]) for i, k in enumerate(good)}
+    rows = []
+    for k, (path, _, error) in enumerate(scored):
+        row = {"path": str(path), "category": "", "confidence": "", "error": error}
+        if not error:
+            p, auto = decided[k]
+            best = int(p.argmax())
+            row["confidence"] = round(float(p[best]), 6)
+            row["category"] = predictor.categories[best] if auto else NEEDS_REVIEW
+            row.update({f"p_{c}": round(float(v), 6) for c, v in zip(predictor.categories, p)})
+        rows.append(row)
+    return rows, threshold
 
 
 def run_predict(args) -> int:
@@ -123,21 +141,25 @@ def run_predict(args) -> int:
         return 2
     predictor = Predictor(args.model, args.exported, device=args.device)
     if args.target_precision is not None:
-        oof = args.oof or f"plots/predictions/oof/{predictor.model_name}.csv"
-        args.min_confidence = predictor.calibrate(oof, args.target_precision)
-        print(f"target precision {args.target_precision:g}: temperature {predictor.temperature:g} and threshold "
-              f"{args.min_confidence:.4f}, both fitted on {oof}; confidences below are {NEEDS_REVIEW}")
+        calibration = args.calibration or f"plots/predictions/calibration/{predictor.model_name}.csv"
+        fit = predictor.calibrate(calibration)
+        print(f"target precision {args.target_precision:g}: the review queue is chosen over this batch against "
+              f"{fit.n} calibration images ({calibration}); shown probabilities at temperature {fit.temperature:g}")
     paths = list_inputs(args.inputs)
+    scored = list(tqdm(predict_paths(predictor, paths, args.batch_size, args.workers), total=len(paths),
+                       desc=f"predict ({predictor.name})", mininterval=1))
+    rows, threshold = labelled_rows(predictor, scored, args.min_confidence, args.target_precision)
     columns = ["path", "category", "confidence"] + [f"p_{c}" for c in predictor.categories] + ["error"]
     counts = {}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
-        rows = predict_paths(predictor, paths, args.batch_size, args.workers, args.min_confidence)
-        for row in tqdm(rows, total=len(paths), desc=f"predict ({predictor.name})", mininterval=1):
+        for row in rows:
             writer.writerow(row)
             key = "error" if row["error"] else row["category"]
             counts[key] = counts.get(key, 0) + 1
+    if args.target_precision is not None:
+        print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
     print(f"wrote {args.out}: {len(paths)} images, " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
