@@ -1,10 +1,8 @@
-"""A shop's catalogue, end to end, the way the README's own-photos recipe runs it: `fashionclf init`
-on a folder of photos, `dvc repro`, then `fashionclf predict --target-precision 0.99` on photos the
-pipeline never saw. Prints accuracy, macro F1 and coverage there, and the repro time at the
-reference speed.
+"""A shop's catalogue of generated photos, end to end: bench/real_photos.py's protocol (`fashionclf
+init`, `dvc repro`, `fashionclf predict --target-precision 0.99` on photos the pipeline never saw)
+on photos that need no download, for a machine without the real photo sets.
 
-No real product photos under an open licence were found in the package registries, so the photos
-are generated: Fashion-MNIST objects, upscaled, coloured and composited onto white backgrounds of
+The photos are generated: Fashion-MNIST objects, upscaled, coloured and composited onto white backgrounds of
 uneven size, at a random scale, place and angle, saved as JPEG. The catalogue comes from
 Fashion-MNIST's train split (uneven categories: bags 185, like the smallest of the shop that filed
 the issue); the unseen photos come from its t10k split.
@@ -14,16 +12,12 @@ the issue); the unseen photos come from its t10k split.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
-from sklearn.metrics import accuracy_score, f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,56 +63,16 @@ def write_photos(out: Path, split: str, counts: dict[str, int], seed: int) -> No
             photo(images[index], rng).save(path, quality=int(rng.integers(80, 96)))
 
 
-def sh(cmd, cwd):
-    print("$", " ".join(map(str, cmd)), flush=True)
-    subprocess.run(cmd, cwd=cwd, check=True)
-
-
-def ref_speed() -> float:
-    script = ROOT / "bench" / "ref_speed.py"
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="an empty folder for photos and the project copy")
     parser.add_argument("--budget-minutes", type=float, default=15.0)
     args = parser.parse_args()
-    catalogue, unseen, project = args.work / "catalogue", args.work / "unseen", args.work / "project"
+    catalogue, unseen = args.work / "catalogue", args.work / "unseen"
     write_photos(catalogue, "train", CATALOGUE, seed=1)
     write_photos(unseen, "test", {c: UNSEEN_PER_CATEGORY for c in CATEGORIES}, seed=2)
-    sh(["git", "clone", "-q", str(ROOT), str(project)], args.work)
-    sh([sys.executable, "-m", "fashionclf", "init", str(catalogue), "--budget-minutes", str(args.budget_minutes)],
-       project)
-    before = ref_speed()
-    start = time.perf_counter()
-    sh(["dvc", "repro", "--force"], project)
-    took = time.perf_counter() - start
-    speed = (before + ref_speed()) / 2
-    sh([sys.executable, "-m", "fashionclf", "predict", str(unseen), "--out", str(args.work / "unseen.csv"),
-        "--target-precision", "0.99"], project)
-    table = pd.read_csv(args.work / "unseen.csv", keep_default_na=False)
-    actual = table["path"].map(lambda p: Path(p).parent.name)
-    predicted = table[[c for c in table.columns if c.startswith("p_")]].idxmax(axis=1).str[2:]
-    automatic = table["category"] != "needs_review"
-    review = json.loads((project / "metrics/review.json").read_text())
-    summary = json.loads((project / "metrics/summary.json").read_text())
-    best = summary["best_model"]
-    print(f"\nGenerated catalogue: {sum(CATALOGUE.values())} photos {CATALOGUE}; unseen: {len(table)} photos")
-    print(f"dvc repro: {took:.0f} s here at {speed:.0f} img/s = {took * speed / 250:.0f} s at 250 img/s "
-          f"(budget {args.budget_minutes * 60:.0f} s)")
-    print("| measured on | model | accuracy | macro F1 | coverage at 99% target precision | precision there | ECE before → after |")
-    print("|---|---|---|---|---|---|---|")
-    t = summary["models"][best]["test_clean"]
-    print(f"| pipeline test split ({t['n']} photos) | {best} | {t['accuracy']:.4f} | {t['f1']:.4f} | "
-          f"{review['test']['coverage']:.3f} | {review['test']['precision']:.4f} | "
-          f"{review['ece']['test_before']:.4f} → {review['ece']['test_after']:.4f} |")
-    auto_precision = (actual[automatic] == table.loc[automatic, "category"]).mean() if automatic.any() else float("nan")
-    print(f"| unseen photos ({len(table)}) | {best} | {accuracy_score(actual, predicted):.4f} | "
-          f"{f1_score(actual, predicted, average='macro'):.4f} | {automatic.mean():.3f} | {auto_precision:.4f} | – |")
-    for name, m in summary["models"].items():
-        print(f"  {name}: test accuracy {m['test_clean']['accuracy']:.4f}, OOF F1 {m['cv']['f1']:.4f}")
+    subprocess.run([sys.executable, str(ROOT / "bench" / "real_photos.py"), str(catalogue), str(unseen),
+                    "--work", str(args.work), "--budget-minutes", str(args.budget_minutes)], check=True)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def with_evaluate_device(project, device):
 def test_test_stages_run_on_evaluate_device(tiny_project, tmp_path):
     p = tiny_project
     clean = ["-m", "stages.test_clean", MODEL, "--models", f"models/{MODEL}", "--test", "data/balance/test",
-             "--metrics", str(tmp_path / "m.json"), "--predictions", str(tmp_path / "p.csv"),
+             "--calibration", "data/balance/calibration", "--metrics", str(tmp_path / "m.json"),
+             "--predictions", str(tmp_path / "p.csv"), "--calibration-predictions", str(tmp_path / "cal.csv"),
              "--confusion", str(tmp_path / "c")]
     noise = ["-m", "stages.test_noise", MODEL, "--models", f"models/{MODEL}", "--test", "data/balance/test",
              "--clean-predictions", f"plots/predictions/test_clean/{MODEL}.csv", "--metrics", str(tmp_path / "n.json"),

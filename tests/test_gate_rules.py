@@ -4,7 +4,6 @@ import math
 import subprocess
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from fashionclf.ci import gate

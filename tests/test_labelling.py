@@ -204,7 +204,10 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
     assert review["model"] == json.loads((tiny_project / "reports/best_model.json").read_text())["best_model"]
     assert review["temperature"] > 0 and set(review["ece"]) == {"calibration_before", "calibration_after",
                                                                  "test_before", "test_after"}
-    assert review["ece"]["calibration_after"] <= review["ece"]["calibration_before"] + 1e-6  # fitted there
+    calibration = pd.read_csv(tiny_project / f"plots/predictions/calibration/{review['model']}.csv")
+    categories = [c[2:] for c in calibration.columns if c.startswith("p_")]
+    y = calibration["actual"].map(categories.index).to_numpy()
+    assert review["temperature"] == fit_temperature(calibration[[f"p_{c}" for c in categories]].to_numpy(), y)
     test = review["test"]
     assert test["labelled_automatically"] + test["needs_review"] == test["n"] > 0
     per_category = review["test_per_category"]
@@ -222,8 +225,7 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
         archive.extractall(images, [n for n in archive.namelist() if n.startswith("fashion-mnist/bag/")])
     out = run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "p.csv"),
                          "--target-precision", "0.99", "--workers", "0"), tiny_project)
-    n_calibration = len(pd.read_csv(tiny_project / f"plots/predictions/calibration/{review['model']}.csv"))
-    assert f"against {n_calibration} calibration images" in out.stdout
+    assert f"against {len(calibration)} calibration images" in out.stdout
     assert f"temperature {review['temperature']:g}" in out.stdout  # the stage's, from the same split
     threshold = float(out.stdout.split("confidence >= ")[1].split()[0])
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)

@@ -25,10 +25,12 @@ def test_data_outputs(tiny_project):
     label = load(p, "metrics/label.json")
     assert label["per_category"] == {"bags": 30, "clothing": 180, "shoes": 90}
     balance = load(p, "metrics/balance.json")
-    # the test set takes test_fraction of each category's own images; training gets per_class each
+    # the test and calibration sets take their fractions of each category's own images; training gets
+    # per_class each
     assert balance["test"] == {"bags": 8, "clothing": 45, "shoes": 22}
+    assert balance["calibration"] == {"bags": 6, "clothing": 36, "shoes": 18}
     assert balance["trainval"] == {c: 45 for c in CATEGORIES}
-    assert balance["oversampled"]["bags"] == 45 - 22  # 22 sources left for 45 train/val slots
+    assert balance["oversampled"]["bags"] == 45 - 16  # 16 sources left for 45 train/val slots
     assert (p / "plots/augment_samples.png").stat().st_size > 1000
 
 

@@ -15,7 +15,7 @@ from ..core.stats import rounded_interval, wilson_interval
 from .audit import suspect_labels
 from .calibration import Calibration, categories_of, expected_calibration_error, labelled, reliability_bins, scaled
 
-METHOD = "conformal selection: Benjamini-Hochberg on conformal p-values of the calibration split"
+METHOD = "conformal selection (Benjamini-Hochberg on conformal p-values)"
 
 
 def share(hits: int, n: int) -> tuple[float | None, list[float] | None]:
@@ -68,7 +68,8 @@ def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test
     report = {
         "model": model, "target_precision": target_precision, "method": METHOD,
         "fitted_on": f"fold ensemble on the calibration split ({fit.n} images, in no fold)",
-        "temperature": fit.temperature, "threshold": round(threshold, 6), "ece_bins": bins,
+        "temperature": fit.temperature, "threshold": round(threshold, 6) if automatic.any() else None,
+        "ece_bins": bins,
         "ece": {"calibration_before": ece(p_cal, y_cal), "calibration_after": ece(c_cal, y_cal),
                 "test_before": ece(p_test, y_test), "test_after": ece(c_test, y_test)},
         "test": queue_split(y_test, predicted, automatic),
@@ -89,17 +90,20 @@ def review_markdown(report: dict) -> str:
     rows = "".join(f"| {c} | {m['n']} | {pct(m['coverage'])}{ci(m['coverage_ci95'])} | {m['labelled_as']} | "
                    f"{pct(m['precision'])}{ci(m['precision_ci95'])} |\n"
                    for c, m in report["test_per_category"].items())
+    if test["labelled_automatically"]:
+        outcome = (f"the model **labels {pct(test['coverage'])}%{ci(test['coverage_ci95'])} of the test images "
+                   f"automatically, at {pct(test['precision'])}% precision{ci(test['precision_ci95'])}**; the other "
+                   f"{test['needs_review']} get `needs_review` (95% intervals in brackets). On this test batch the "
+                   f"lowest confidence labelled automatically was {report['threshold']:.4f}.")
+    else:
+        outcome = f"the model labels **none** of the {test['n']} test images automatically: all get `needs_review`."
     return (f"## Labelling loop ({report['model']}, test set of {test['n']} images)\n\n"
-            f"At a target precision of {target}%, the model **labels {pct(test['coverage'])}%"
-            f"{ci(test['coverage_ci95'])} of the test images automatically, at {pct(test['precision'])}% precision"
-            f"{ci(test['precision_ci95'])}**; the other {test['needs_review']} get `needs_review` "
-            f"(95% intervals in brackets).\n\n"
+            f"At a target precision of {target}%, {outcome}\n\n"
             f"| category | test images | labelled automatically % | automatic labels naming it | "
             f"their precision % |\n|---|---|---|---|---|\n{rows}\n"
-            f"How: {report['method']} ({report['fitted_on']}). If the calibration images and new photos "
-            f"come from the same distribution, the expected share of wrong automatic labels is at most "
-            f"{pct(1 - report['target_precision'])}%. On this test batch the lowest confidence labelled "
-            f"automatically was {report['threshold']:.4f}.\n\n"
+            f"How: {report['method']}, fitted on the {report['fitted_on']}. If the calibration images and new "
+            f"photos come from the same distribution, the expected share of wrong automatic labels is at most "
+            f"{pct(1 - report['target_precision'])}%.\n\n"
             f"| calibration | ECE calibration split | ECE test |\n|---|---|---|\n"
             f"| raw probabilities | {pct(ece['calibration_before'])}% | {pct(ece['test_before'])}% |\n"
             f"| temperature scaling, T = {report['temperature']:g} | "

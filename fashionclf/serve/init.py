@@ -167,10 +167,10 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                    f"the calibration split ({test_total} photos), {per_class} training images per category (the "
                    f"largest category's, at most {MAX_PER_CLASS}: every other photo is used; smaller categories are "
                    f"oversampled with augmented variants)")
-    reasons.append(f"calibration split: the review queue is chosen on the fold ensemble's predictions of photos "
-                   f"no fold saw; at a target precision of 0.99 a few hundred are needed (with n of them, "
-                   f"labelling a share c of new photos needs at most 0.01 c (n + 1) - 1 calibration errors above "
-                   f"them, so n >= 100 / c even with none)")
+    reasons.append("calibration split: the review queue is chosen on the fold ensemble's predictions of photos "
+                   "no fold saw; at a target precision of 0.99 a few hundred are needed (with n of them, "
+                   "labelling a share c of new photos needs at most 0.01 c (n + 1) - 1 calibration errors above "
+                   "them, so n >= 100 / c even with none)")
     reasons.append(f"{FOLDS} folds, not 5: half the training, spent on epochs of the pretrained model, which "
                    f"bought more on real photos than two more ensemble members (docs/own-photos.md)")
     canvas = PHOTO_CANVAS if photos.median_short_side >= PHOTO_CANVAS else max(28, photos.median_short_side)
@@ -182,12 +182,18 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     models, spent = {}, 0.0
     lite_size = max(PRETRAINED_SIZE, canvas)
     lite_cost = costs(LITE0, lite_size)
-    per_epoch = model_seconds(lite_cost, 1, per_class, classes, test_total, noise_levels)
-    lite_epochs = int(max(PRETRAINED_EPOCHS[0], min(PRETRAINED_EPOCHS[1], available // per_epoch)))
+    lite_seconds = lambda epochs: model_seconds(lite_cost, epochs, per_class, classes, test_total, noise_levels)
+    lite_epochs = PRETRAINED_EPOCHS[0]  # the budget goes to the pretrained model first: it is the one that labels
+    while lite_epochs < PRETRAINED_EPOCHS[1] and lite_seconds(lite_epochs + 1) <= available:
+        lite_epochs += 1
     models[LITE0] = {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}
-    spent += model_seconds(lite_cost, lite_epochs, per_class, classes, test_total, noise_levels)
+    spent += lite_seconds(lite_epochs)
     reasons.append(f"{LITE0} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
                    f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here")
+    if lite_epochs < PRETRAINED_EPOCHS[1]:
+        enough = (lite_seconds(PRETRAINED_EPOCHS[1]) + fixed) / (1 - EVAL_SHARE) * speed / REFERENCE_SPEED
+        reasons.append(f"the budget is short of the plan measured best on real photos, {LITE0} for "
+                       f"{PRETRAINED_EPOCHS[1]} epochs: that needs --budget-minutes {enough / 60:.0f}")
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
         cost = model_seconds(costs(name, SCRATCH_SIZE), epochs, per_class, classes, test_total, noise_levels)
