@@ -101,13 +101,30 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_project(tmp_path_factory):
-    """The whole pipeline, reproduced once on a tiny config of the embedded Fashion-MNIST data."""
-    project = make_project(tmp_path_factory.mktemp("tiny") / "repo", TINY)
+def build_tiny_project(repo: Path) -> Path:
+    project = make_project(repo, TINY)
     run(["dvc", "repro"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "tiny pipeline"], project)
+    return project
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory):
+    """The whole pipeline, reproduced once on a tiny config of the embedded Fashion-MNIST data. Under
+    pytest-xdist the first worker builds it behind a file lock and every worker gets its own copy
+    (tests change and restore it), so it is built once per run, not once per worker."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build_tiny_project(tmp_path_factory.mktemp("tiny") / "repo")
+    from filelock import FileLock
+    shared = tmp_path_factory.getbasetemp().parent  # common to all workers of this run
+    with FileLock(str(shared / "tiny.lock")):
+        built = shared / "tiny" / "repo"
+        if not (shared / "tiny" / "built").exists():
+            build_tiny_project(built)
+            (shared / "tiny" / "built").touch()
+    project = tmp_path_factory.mktemp("tiny") / "repo"
+    shutil.copytree(built, project, symlinks=True)
     return project
 
 

@@ -138,8 +138,8 @@ def test_test_split_is_proportional_to_each_category_and_capped():
 
 
 def test_calibration_split_is_held_out_of_training_and_leaves_the_test_set_alone(tmp_path):
-    """The calibration images are distinct images of their own, in no fold; adding the split does not
-    move a test image."""
+    """The calibration images are distinct images of their own, in no fold; adding the split moves no
+    test image, nor any training image where the category has images to spare."""
     raw = make_class_folders(tmp_path / "raw", CATS4, per_category=20)
     clean(raw, 24, 4, 10_000_000, tmp_path / "clean", tmp_path / "dropped.csv")
     label(label_params(), tmp_path / "clean", tmp_path / "none.csv", tmp_path / "labels.csv", tmp_path / "u.csv")
@@ -156,6 +156,13 @@ def test_calibration_split_is_held_out_of_training_and_leaves_the_test_set_alone
     assert not set(with_cal["calibration"]["source_id"]) & set(with_cal["test"]["source_id"])
     pd.testing.assert_frame_equal(with_cal["test"], manifests["without"]["test"])
     assert with_cal["trainval"]["source_id"].nunique() == 4 * (20 - 5 - 4)
+    spare = {}
+    for name, fraction in [("without", 0.0), ("with", 0.2)]:  # 8 training images of 15 per category
+        balance(balance_params(8, 0.25, calibration_fraction=fraction), tmp_path / "clean", tmp_path / "labels.csv",
+                tmp_path / f"spare_{name}")
+        spare[name] = load_imageset(tmp_path / f"spare_{name}" / "trainval")
+    assert (spare["with"][0] == spare["without"][0]).all()
+    pd.testing.assert_frame_equal(spare["with"][1], spare["without"][1])
 
 
 def test_dvc_repro_augment_on_user_folder_then_selective_rerun(tmp_path):

@@ -1,0 +1,47 @@
+"""The shop and unseen folders that docs/own-photos.md measured, rebuilt from a git directory of the
+public repository that holds the photos (a clone or a mirror; photos are never committed here).
+
+    python bench/real_photo_folders.py bench/real_photo_ids/thumbnails_60x80.csv GIT_DIR OUT \\
+        --path 'data/images/{id}.jpg'      # tanmay0401/multimodal-recommendation-engine
+    python bench/real_photo_folders.py bench/real_photo_ids/photos_224px.csv GIT_DIR OUT \\
+        --path 'images/{id}.jpg'           # GaneshNeupane01/Fashion-Recommendation-System
+
+writes OUT/shop/<category>/<id>.jpg and OUT/unseen/<category>/<id>.jpg, the folders
+bench/real_photos.py takes.
+"""
+import argparse
+import csv
+import subprocess
+from pathlib import Path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ids", type=Path, help="CSV with id, category and role (shop or unseen)")
+    parser.add_argument("git_dir")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--path", required=True, help="the photo's path in the repository, with {id}")
+    args = parser.parse_args()
+    rows = list(csv.DictReader(args.ids.open(newline="")))
+    blobs = "".join(f"HEAD:{args.path.format(id=row['id'])}\n" for row in rows).encode()
+    # one `git cat-file --batch` for every photo: the header line, then exactly that many bytes
+    out = subprocess.run(["git", "-C", args.git_dir, "cat-file", "--batch"], input=blobs, capture_output=True,
+                         check=True).stdout
+    at, missing = 0, 0
+    for row in rows:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if header[-1] == b"missing":
+            missing += 1
+            continue
+        size = int(header[2])
+        target = args.out / row["role"] / row["category"] / f"{row['id']}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(out[at:at + size])
+        at += size + 1
+    print(f"wrote {len(rows) - missing} photos under {args.out} (missing in the repository: {missing})")
+
+
+if __name__ == "__main__":
+    main()
