@@ -101,6 +101,12 @@ TINY = {
 }
 
 
+def pytest_collection_modifyitems(items):
+    """Tests on the tiny project run last: under pytest-xdist one worker builds it while the others
+    run everything else."""
+    items.sort(key=lambda item: "tiny_project" in getattr(item, "fixturenames", ()))
+
+
 def build_tiny_project(repo: Path) -> Path:
     project = make_project(repo, TINY)
     run(["dvc", "repro"], project)

@@ -234,10 +234,11 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
     assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
         "error: nowhere.csv not found: --target-precision needs the model's predictions of the calibration "
         "split (run `dvc repro`, or pass --calibration)"]
-    raw = run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "r.csv"),
-                         "--workers", "0"), tiny_project)
-    assert "wrote" in raw.stdout
-    raw_confidence = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)["confidence"].astype(float)
+    from fashionclf.serve.predict import Predictor, list_inputs, predict_paths
+    predictor = Predictor(review["model"], models_dir=tiny_project / "models")
+    scored = list(predict_paths(predictor, list_inputs([images]), workers=0))
+    assert [str(path) for path, _, _ in scored] == table["path"].tolist()
+    raw_confidence = pd.Series([probs.max() for _, probs, _ in scored])
     confident = raw_confidence >= threshold - 1e-6  # the queue is a threshold on the raw confidence
     assert (table.loc[~confident, "category"] == "needs_review").all()
     assert (table.loc[confident, "category"] != "needs_review").all()

@@ -11,6 +11,14 @@ def test_readme_results_match_the_committed_report():
         "run: python -m fashionclf readme"
 
 
+def test_readme_is_a_front_door_and_the_project_stands_alone():
+    """At most 250 lines (depth lives in docs/), and nothing refers to files outside the project."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+    tracked = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "bench").glob("*.py"),
+               *(ROOT / "fashionclf").rglob("*.py"), *(ROOT / "stages").glob("*.py"), ROOT / ".ci/run"]
+    assert not [str(f) for f in tracked if "../shared" in f.read_text()]
+
+
 def test_readme_gives_the_two_setup_commands():
     readme = (ROOT / "README.md").read_text()
     assert "pip install -r requirements.lock -e . && dvc repro" in readme
