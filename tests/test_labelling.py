@@ -57,6 +57,10 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert generous.estimate_s <= 900
     assert any("resnet18 left out" in r for r in tight.reasons)
     assert any(r.startswith("warning: even this smallest plan") for r in tight.reasons)
+    short = [r for r in tight.reasons if "fewer than its 6 epochs" in r]
+    assert len(short) == 1 and int(short[0].split("--budget-minutes ")[1].split()[0]) > 1  # a budget that would
+    assert generous.params["train"]["models"]["efficientnet_lite0"]["epochs"] == 6  # the budget goes to it first
+    assert generous.params["train"]["folds"] == 3 and generous.params["balance"]["calibration_fraction"] == 0.2
     assert not any(r.startswith("warning") for r in generous.reasons)
     # a machine half as fast, measured as such, gets the same plan for a budget at the reference speed
     slow = plan(photos, template, budget_s_ref=900, speed=125,
