@@ -49,7 +49,11 @@ def interrupt(project, sig, checkpoint, pause_at):
     proc = start_repro(project, pause_at)
     wait_for_checkpoint(project, proc, checkpoint, before)
     os.killpg(proc.pid, sig)  # what Ctrl-C (SIGINT) or the OOM killer (SIGKILL) does to the group
-    proc.wait(timeout=60)
+    try:
+        proc.communicate(timeout=120)  # read its output as it comes: a full pipe would block its exit
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"dvc repro did not end after signal {sig}:\n{proc.communicate()[0][-3000:]}")
     assert proc.returncode != 0
     assert not (project / "metrics/cv" / f"{MODEL}.json").exists()
     assert not list((project / "models" / MODEL).glob("fold*.pt"))  # nothing half-written

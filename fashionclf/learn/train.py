@@ -231,7 +231,11 @@ _WORKER: dict = {}
 
 
 def start_fold_worker(images, labels, threads: int) -> None:
-    """Pool initializer: the data arrives once per worker (with fork, without a copy), not per fold."""
+    """Pool initializer: the data arrives once per worker (with fork, without a copy), not per fold.
+    Ctrl-C is the stage process's to handle: it leaves the pool, which terminates the workers. A
+    worker that died of the SIGINT itself would be replaced by one blocked on the task queue, whose
+    lock Pool.terminate then waits for forever (seen: a Ctrl-C'd `dvc repro` hung under load)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     torch.set_num_threads(threads)
     _WORKER.update(images=images, labels=labels)
