@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,30 @@ def start_repro(project, pause_at: str):
     env = os.environ | {"FASHIONCLF_TEST_PAUSE_AT": pause_at,
                         "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOKS), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(["dvc", "repro", f"cv_train@{MODEL}"], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+                            preexec_fn=deliverable_sigint)
+
+
+def deliverable_sigint():
+    """The run gets Ctrl-C as a terminal would deliver it, whatever the test process inherited: a
+    child keeps its parent's blocked-signal mask and ignored signals across exec, and a test runner's
+    worker process may have SIGINT blocked or ignored (seen: a Ctrl-C'd run never noticed, in CI only)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def signal_state(pgid: int) -> str:
+    """Each process of the group: state, blocked, ignored and pending signals (for a failure message)."""
+    lines = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(l.split(":", 1) for l in status.read_text().splitlines() if ":" in l)
+            if os.getpgid(int(status.parent.name)) == pgid:
+                lines.append(f"{status.parent.name} {fields['Name'].strip()} {fields['State'].strip()} "
+                             + " ".join(f"{k}={fields[k].strip()}" for k in ("SigBlk", "SigIgn", "SigPnd", "ShdPnd")))
+        except (OSError, KeyError, ValueError):
+            pass
+    return "\n".join(lines)
 
 
 def resume_points(project, name):
@@ -52,8 +76,9 @@ def interrupt(project, sig, checkpoint, pause_at):
     try:
         proc.communicate(timeout=120)  # read its output as it comes: a full pipe would block its exit
     except subprocess.TimeoutExpired:
+        state = signal_state(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"dvc repro did not end after signal {sig}:\n{proc.communicate()[0][-3000:]}")
+        pytest.fail(f"dvc repro did not end after signal {sig}:\n{state}\n{proc.communicate()[0][-3000:]}")
     assert proc.returncode != 0
     assert not (project / "metrics/cv" / f"{MODEL}.json").exists()
     assert not list((project / "models" / MODEL).glob("fold*.pt"))  # nothing half-written
