@@ -25,10 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fashionclf.core.params import NEEDS_REVIEW  # noqa: E402
 from fashionclf.core.preset import set_dotted  # noqa: E402
-from fashionclf.core.stats import wilson_interval  # noqa: E402
-from fashionclf.serve.init import category_name  # noqa: E402
-
-REFERENCE_SPEED = 250
+from fashionclf.report.review import share as share_with_interval  # noqa: E402
+from fashionclf.serve.init import REFERENCE_SPEED, category_name  # noqa: E402
 
 
 def sh(cmd, cwd):
@@ -43,10 +41,9 @@ def ref_speed() -> float:
 
 
 def share(hits: int, n: int) -> str:
-    if not n:
-        return "–"
-    low, high = wilson_interval(hits, n)
-    return f"{100 * hits / n:.1f} ({100 * low:.1f}–{100 * high:.1f})"
+    """'97.1 (95.0–98.3)': a percentage and its 95% Wilson interval (the review report's)."""
+    value, interval = share_with_interval(hits, n)
+    return "–" if value is None else f"{100 * value:.1f} ({100 * interval[0]:.1f}–{100 * interval[1]:.1f})"
 
 
 def scores(table: pd.DataFrame) -> tuple[dict, list[str]]:

@@ -17,6 +17,7 @@ from PIL import Image
 from ..core.errors import ParamError
 from ..core.params import PARAMS_FILE, RESERVED_CATEGORIES, SECTIONS, parse
 from ..core.registry import LITE0
+from ..data.balance import held_out_count
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 REFERENCE_SPEED = 250        # img/s at which time budgets are stated
@@ -156,8 +157,8 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                    f"(it reads {speed:.0f} img/s)")
     names = {folder: category_name(folder) for folder in photos.counts}
     classes = len(names)
-    held = {f: max(1, round(TEST_FRACTION * n)) + max(1, round(CALIBRATION_FRACTION * n))
-            for f, n in photos.counts.items()}
+    held = {f: held_out_count(n, TEST_FRACTION, 0) + held_out_count(n, CALIBRATION_FRACTION, 0)
+            for f, n in photos.counts.items()}  # as balance will split them
     train_counts = [n - held[f] for f, n in photos.counts.items()]
     per_class = int(min(MAX_PER_CLASS, max(50, max(train_counts))))
     test_total = sum(held.values())
