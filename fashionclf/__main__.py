@@ -1,4 +1,4 @@
-"""The ``fashionclf`` command: init, predict, gate, preset, readme, fingerprint."""
+"""The ``fashionclf`` command: init, predict, label, gate, preset, readme, fingerprint."""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +32,31 @@ def main(argv=None) -> int:
     predict.add_argument("--device", default="auto",
                          help="where the torch ensemble runs: auto (CUDA when present), cpu, cuda or cuda:N")
 
+    label = sub.add_parser("label", help="label a whole catalogue on Ray Data (a local Ray, or a cluster)")
+    label.add_argument("inputs", nargs="+", help="folders, globs or manifests (.csv/.parquet with a path column), "
+                                                 "local or on any pyarrow filesystem (s3://, gs://)")
+    label.add_argument("--out", required=True, help="folder (or URI) for scores/, labels/ and runs/")
+    label.add_argument("--model", help="model name under models/ (default: the best, reports/best_model.json)")
+    label.add_argument("--runner", choices=["auto", "torch", "onnx"], default="auto",
+                       help="the torch fold ensemble or its ONNX export; auto times both here and takes the faster")
+    label.add_argument("--exported", default="export/model.onnx", help="the ONNX export (the export stage's)")
+    label.add_argument("--models", default="models", help=argparse.SUPPRESS)
+    label.add_argument("--best", default="reports/best_model.json", help=argparse.SUPPRESS)
+    label.add_argument("--path-column", default="path", help="the manifests' column of image paths or URIs")
+    label.add_argument("--target-precision", type=float,
+                       help="review queue as in predict: chosen over each batch of new images")
+    label.add_argument("--calibration", help="as in predict (default: plots/predictions/calibration/<model>.csv)")
+    label.add_argument("--min-confidence", type=float, default=0.0)
+    label.add_argument("--batch-size", type=int, default=64, help="images per model call")
+    label.add_argument("--rows-per-file", type=int, default=4096,
+                       help="scores per Parquet file (a killed job loses at most the rows not yet written)")
+    label.add_argument("--actors", type=int, default=2, help="model actors (each holds one copy of the model)")
+    label.add_argument("--threads", type=int, default=1, help="intra-op threads (and CPUs reserved) per actor")
+    label.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs reserved per actor (a cluster's GPUs)")
+    label.add_argument("--device", default="auto", help="where each actor's torch ensemble runs")
+    label.add_argument("--address", default=None,
+                       help="a Ray cluster to run on (default: $RAY_ADDRESS, else a local Ray on this machine)")
+
     init = sub.add_parser("init", help="write params.yaml for a folder of photos, one sub-folder per category")
     init.add_argument("photo_dir")
     init.add_argument("--budget-minutes", type=float, default=15.0,
@@ -59,6 +84,14 @@ def main(argv=None) -> int:
         try:
             return run_predict(args)
         except (FileNotFoundError, ParamError) as exc:  # no trained model or out-of-fold predictions; no CUDA
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "label":
+        from .core.errors import DataError, ParamError
+        from .serve.catalogue import run_label
+        try:
+            return run_label(args)
+        except (FileNotFoundError, ParamError, DataError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     if args.command == "init":

@@ -58,10 +58,10 @@ class Predictor:
     torch, or the ONNX export under onnxruntime."""
 
     def __init__(self, model: str | None = None, exported: str | None = None, models_dir="models",
-                 best="reports/best_model.json", device: str = "auto"):
+                 best="reports/best_model.json", device: str = "auto", threads: int | None = None):
         self.device = pick_device(device, "--device")  # the torch ensemble's; onnxruntime runs on the CPU
         if exported:
-            self.module = OnnxEnsemble(exported)
+            self.module = OnnxEnsemble(exported, threads)
             self.model_name = self.module.name
             self.name = f"{self.module.name} (exported)"
         else:

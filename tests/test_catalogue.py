@@ -1,0 +1,146 @@
+"""fashionclf label: a catalogue on a real (local) Ray, against predict on the same images."""
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_image, python_cmd, run
+from fashionclf.__main__ import main
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module (each `fashionclf label` would otherwise start its own)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def catalogue_images(project, folder, n_per_kind=20):
+    """Fashion-MNIST images of every category, a file that is not an image, and a PNG."""
+    with zipfile.ZipFile(project / "data/raw.zip") as archive:
+        names = sorted(archive.namelist())
+        kinds = sorted({n.split("/")[1] for n in names if n.count("/") == 2})
+        for kind in kinds:
+            archive.extractall(folder, [n for n in names if n.startswith(f"fashion-mnist/{kind}/")][:n_per_kind])
+    (folder / "fashion-mnist" / "broken.jpg").write_bytes(b"not a jpeg")
+    make_image(folder / "fashion-mnist" / "drawn.png", 1, 7)
+    return folder / "fashion-mnist"
+
+
+def labels_of(out):
+    table = pd.read_parquet(out / "labels")
+    return table.set_index("path").sort_index()
+
+
+def test_label_agrees_with_predict_and_a_rerun_scores_only_what_changed(tiny_project, tmp_path, local_ray,
+                                                                         monkeypatch, capsys):
+    images = catalogue_images(tiny_project, tmp_path / "shop")
+    monkeypatch.chdir(tiny_project)
+    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "p.csv"),
+                   "--min-confidence", "0.45", "--workers", "0"), tiny_project)
+    predicted = pd.read_csv(tmp_path / "p.csv", keep_default_na=False).set_index("path").sort_index()
+    out = tmp_path / "labels"
+    assert main(["label", str(images), "--out", str(out), "--runner", "torch", "--min-confidence", "0.45",
+                 "--batch-size", "16"]) == 0
+    labelled = labels_of(out)
+    assert list(labelled.index) == list(predicted.index)  # every file has a row, the broken one too
+    assert (labelled["category"] == predicted["category"]).all()
+    assert set(labelled["category"]) - {"", "needs_review"}  # some labelled automatically
+    probabilities = [c for c in predicted.columns if c.startswith("p_")]
+    good = predicted["error"] == ""
+    assert np.abs(labelled.loc[good, probabilities].to_numpy() - predicted.loc[good, probabilities].astype(float)
+                  .to_numpy()).max() <= 1e-5
+    assert labelled.loc[str(images / "broken.jpg"), "error"].startswith("not_an_image")
+    assert (labelled["needs_review"] == (labelled["category"] == "needs_review")).all()
+    capsys.readouterr()
+
+    assert main(["label", str(images), "--out", str(out), "--runner", "torch", "--min-confidence", "0.45"]) == 0
+    assert "scored 0 images" in capsys.readouterr().out  # nothing changed: nothing scored, nothing decided
+    assert len(labels_of(out)) == len(predicted)
+
+    make_image(images / "new" / "a.png", 0, 1)
+    make_image(images / "new" / "b.png", 2, 2)
+    changed = sorted(images.glob("*/*.png"))[0]
+    changed.write_bytes((images / "new" / "a.png").read_bytes())
+    os.utime(changed, ns=(1, 10**18))
+    assert main(["label", str(images), "--out", str(out), "--runner", "torch", "--min-confidence", "0.45"]) == 0
+    printed = capsys.readouterr().out
+    assert "scored 3 images" in printed and "decided 3" in printed
+    assert len(pq.ParquetDataset(out / "labels").read()) == len(predicted) + 3
+    assert len(labels_of(out).index.unique()) == len(predicted) + 2  # the changed file: a row per version
+
+    # a killed job: a half-written scores file is scored again; scored but undecided rows get decided
+    part = sorted((out / "scores").rglob("*.parquet"))[-1]  # the last run's: 3 images
+    lost = pq.read_metadata(part).num_rows
+    part.write_bytes(part.read_bytes()[:100])
+    for batch in list((out / "labels").iterdir()):
+        for file in batch.iterdir():
+            file.unlink()
+        batch.rmdir()
+    assert main(["label", str(images), "--out", str(out), "--runner", "torch", "--min-confidence", "0.45"]) == 0
+    printed = capsys.readouterr().out
+    assert f"scored {lost} images" in printed and f"decided {len(predicted) + 3}" in printed
+
+
+def test_manifest_and_glob_on_a_running_ray_with_the_runner_chosen_by_measurement(tiny_project, tmp_path,
+                                                                                   local_ray):
+    images = catalogue_images(tiny_project, tmp_path / "shop", n_per_kind=6)
+    files = sorted(p for p in images.rglob("*.png"))
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"image": [str(p) for p in files[:5]] + [str(tmp_path / "gone.png")]}).to_csv(manifest, index=False)
+    out = tmp_path / "labels"
+    result = run(python_cmd("-m", "fashionclf", "label", str(manifest), str(images / "*" / "*.jpg"),
+                            "--path-column", "image", "--out", str(out), "--address", local_ray, "--actors", "1"),
+                 tiny_project)
+    assert "runner onnx (" in result.stdout or "runner torch (" in result.stdout
+    assert "img/s per actor" in result.stdout  # both runners timed here, the faster one used
+    assert f"Ray at {local_ray}" in result.stdout
+    labelled = labels_of(out)
+    jpgs = sorted(str(p) for p in images.glob("*/*.jpg"))
+    assert sorted(labelled.index) == sorted([str(p) for p in files[:5]] + [str(tmp_path / "gone.png")] + jpgs)
+    assert labelled.loc[str(tmp_path / "gone.png"), "error"].startswith("not_a_regular_file")
+    runs = list((out / "runs").glob("*.json"))
+    assert len(runs) == 1 and '"images_per_second"' in runs[0].read_text()
+
+
+def test_the_review_queue_is_predicts_over_each_batch():
+    """decide (label) and labelled_rows (predict) on the same raw probabilities and calibration."""
+    from fashionclf.report.calibration import Calibration
+    from fashionclf.serve.catalogue import decide
+    from fashionclf.serve.predict import labelled_rows
+
+    import pyarrow as pa
+    from test_labelling import overconfident
+
+    probs, y = overconfident(n=1500)
+    categories = ["a", "b", "c", "d"]
+    calibration = Calibration(y[:500], probs[:500])
+    new = probs[500:]
+    errors = ["" if k % 50 else "not_an_image" for k in range(len(new))]
+    predictor = type("P", (), {"categories": categories, "calibration": calibration})()
+    scored = [(f"img{k}", None if e else p, e) for k, (p, e) in enumerate(zip(new, errors))]
+    rows, threshold = labelled_rows(predictor, scored, target_precision=0.95)
+    columns = {"path": [r[0] for r in scored], "error": errors, "size": [1] * len(new), "mtime_ns": [1] * len(new),
+               "key": list(range(len(new)))}
+    columns.update({f"raw_{c}": new[:, j].astype(np.float32) for j, c in enumerate(categories)})
+    table, same_threshold = decide(pa.table(columns), categories, calibration, 0.95, 0.0)
+    assert same_threshold == pytest.approx(threshold, abs=1e-6)
+    decided = table.column("category").to_pylist()
+    assert decided == [r["category"] for r in rows]
+    assert 0 < decided.count("needs_review") < len(decided) - errors.count("not_an_image")
+
+
+@pytest.mark.parametrize("flag, value", [("--actors", "0"), ("--batch-size", "0"), ("--target-precision", "1.5")])
+def test_bad_label_parameters_fail_before_any_work(tmp_path, flag, value, capsys):
+    out = tmp_path / "labels"
+    assert main(["label", str(tmp_path), "--out", str(out), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0] and not out.exists()
