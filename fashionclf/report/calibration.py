@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 from scipy.optimize import minimize_scalar
 from scipy.stats import false_discovery_control
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 from ..core.errors import DataError
 from ..core.scoring import probabilities_of
@@ -50,6 +49,10 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int) -> float:
     """Top-label ECE with equal-width confidence bins (torchmetrics' multiclass_calibration_error)."""
+    # imported here: torchmetrics imports torchvision and torch._dynamo (about 2 s), which predict
+    # and label, who never compute an ECE, would pay at every start
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
     value = multiclass_calibration_error(torch.tensor(probs, dtype=torch.float32), torch.tensor(y, dtype=torch.long),
                                          num_classes=probs.shape[1], n_bins=bins, norm="l1")
     return round(float(value), 6)
