@@ -101,10 +101,16 @@ TINY = {
 }
 
 
+LONGEST_FIRST = ("test_catalogue.py", "test_interruptions.py", "test_labelling.py", "test_workflows.py")
+
+
 def pytest_collection_modifyitems(items):
     """Tests on the tiny project run last: under pytest-xdist one worker builds it while the others
-    run everything else."""
-    items.sort(key=lambda item: "tiny_project" in getattr(item, "fixturenames", ()))
+    run everything else. Within each group the modules with the longest tests go first, so that no
+    long test starts when the others are done and leaves a core idle at the end."""
+    def order(item):
+        return "tiny_project" in getattr(item, "fixturenames", ()), item.path.name not in LONGEST_FIRST
+    items.sort(key=order)
 
 
 def build_tiny_project(repo: Path) -> Path:
