@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -37,10 +38,10 @@ from ..core.errors import ImageRejected
 from ..core.params import NEEDS_REVIEW
 from ..data.imaging import NOT_A_FILE, UNREADABLE, decode
 from ..learn.onnx_runner import LABELS_FILE, ONNX_FILE
+from ..report.calibration import scaled
 
 SCORES, LABELS = "scores", "labels"
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
-KEY_COLUMNS = ["path", "size", "mtime_ns"]
 
 
 # --- where the images are --------------------------------------------------------------------
@@ -56,13 +57,12 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(path).absolute())
 
 
-def as_given(uri_or_path: str, inside: str, found: str) -> str:
-    """A listed file as the user would write it: URIs keep their scheme, local paths keep the
-    form they were given in (relative stays relative, as predict writes them)."""
-    if is_uri(uri_or_path):
-        scheme = uri_or_path.split("://", 1)[0]
-        return f"{scheme}://{found}"
-    return str(Path(uri_or_path) / Path(found).relative_to(inside)) if found != inside else uri_or_path
+def as_given(item: str, found: str) -> str:
+    """A listed file as the user would write it: with the URI's scheme, or, for local paths, absolute
+    or relative to the working directory as ``item`` was (as predict writes them)."""
+    if is_uri(item):
+        return f"{item.split('://', 1)[0]}://{found}"
+    return found if Path(item).is_absolute() else os.path.relpath(found)
 
 
 def list_files(item: str) -> list[str]:
@@ -73,13 +73,12 @@ def list_files(item: str) -> list[str]:
         base = inside[:min(inside.index(ch) for ch in "*?[" if ch in inside)].rsplit("/", 1)[0]
         pattern = inside.replace("**/", "*")  # fnmatch's * already crosses '/'
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-        found = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, pattern)]
-        base_given = item[:len(item) - len(inside) + len(base)] if is_uri(item) else str(Path(item.split("*")[0]).parent)
-        return sorted(as_given(base_given, base, p) if not is_uri(item) else as_given(item, base, p) for p in found)
+        return sorted(as_given(item, i.path) for i in infos
+                      if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, pattern))
     info = fs.get_file_info(inside)
     if info.type == pafs.FileType.Directory:
         infos = fs.get_file_info(pafs.FileSelector(inside, recursive=True))
-        return sorted(as_given(item, inside, i.path) for i in infos if i.type != pafs.FileType.Directory)
+        return sorted(as_given(item, i.path) for i in infos if i.type != pafs.FileType.Directory)
     return [item]  # a file, or a path that does not exist (scored as an error, never dropped)
 
 
@@ -281,8 +280,6 @@ def decide(scores: pa.Table, categories, calibration, target_precision, min_conf
     else:
         automatic = good & (raw.max(1) >= min_confidence)
         threshold = min_confidence
-    from ..report.calibration import scaled
-
     shown = scaled(raw, calibration.temperature) if calibration else raw
     shown = np.round(shown.astype(np.float64), 6)
     best = shown.argmax(1)
