@@ -6,11 +6,16 @@ import zipfile
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_image, python_cmd, run
 from fashionclf.__main__ import main
+from fashionclf.report.calibration import Calibration
+from fashionclf.serve.catalogue import decide
+from fashionclf.serve.predict import labelled_rows
+from test_labelling import overconfident
 
 ray = pytest.importorskip("ray")
 
@@ -44,8 +49,8 @@ def test_label_agrees_with_predict_and_a_rerun_scores_only_what_changed(tiny_pro
                                                                          monkeypatch, capsys):
     images = catalogue_images(tiny_project, tmp_path / "shop")
     monkeypatch.chdir(tiny_project)
-    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "p.csv"),
-                   "--min-confidence", "0.45", "--workers", "0"), tiny_project)
+    assert main(["predict", str(images), "--out", str(tmp_path / "p.csv"), "--min-confidence", "0.45",
+                 "--workers", "0"]) == 0
     predicted = pd.read_csv(tmp_path / "p.csv", keep_default_na=False).set_index("path").sort_index()
     out = tmp_path / "labels"
     assert main(["label", str(images), "--out", str(out), "--runner", "torch", "--min-confidence", "0.45",
@@ -111,13 +116,6 @@ def test_manifest_and_glob_on_a_running_ray_with_the_runner_chosen_by_measuremen
 
 def test_the_review_queue_is_predicts_over_each_batch():
     """decide (label) and labelled_rows (predict) on the same raw probabilities and calibration."""
-    from fashionclf.report.calibration import Calibration
-    from fashionclf.serve.catalogue import decide
-    from fashionclf.serve.predict import labelled_rows
-
-    import pyarrow as pa
-    from test_labelling import overconfident
-
     probs, y = overconfident(n=1500)
     categories = ["a", "b", "c", "d"]
     calibration = Calibration(y[:500], probs[:500])
