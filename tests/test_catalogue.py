@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 
 import numpy as np
@@ -140,3 +141,61 @@ def test_bad_label_parameters_fail_before_any_work(tmp_path, flag, value, capsys
     assert main(["label", str(tmp_path), "--out", str(out), flag, value]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0] and not out.exists()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server over tmp_path/www: a filesystem other than the disk, as s3:// would be."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_manifest_in_memory_naming_images_over_http(tiny_project, tmp_path, local_ray, http_server, monkeypatch):
+    """The manifest is read through fsspec's memory filesystem, the images through its HTTP one, by
+    actors in other processes."""
+    import fsspec
+
+    root, url = http_server
+    images = catalogue_images(tiny_project, root, n_per_kind=2)
+    names = sorted(str(p.relative_to(root)) for p in images.rglob("*.*"))
+    uris = [f"{url}/{name}" for name in names] + [f"{url}/missing.png"]
+    with fsspec.open("memory://shop/manifest.csv", "w") as fh:
+        pd.DataFrame({"path": uris}).to_csv(fh, index=False)
+    monkeypatch.chdir(tiny_project)
+    out = tmp_path / "labels"
+    assert main(["label", "memory://shop/manifest.csv", "--out", str(out), "--runner", "torch", "--actors", "1"]) == 0
+    labelled = labels_of(out)
+    assert sorted(labelled.index) == sorted(uris)
+    assert labelled.loc[f"{url}/missing.png", "error"].startswith("not_a_regular_file")
+    assert labelled.loc[f"{url}/fashion-mnist/broken.jpg", "error"].startswith("not_an_image")
+    good = labelled[labelled["error"] == ""]
+    assert len(good) == len(uris) - 2 and (good["confidence"] > 0).all() and (good["size"] > 0).all()
+
+
+def test_bad_manifests_and_models_fail_with_one_line(tiny_project, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tiny_project)
+    (tmp_path / "empty.csv").write_text("path\n")
+    (tmp_path / "other.csv").write_text("file\nx.png\n")
+    models = tmp_path / "models"
+    shutil.copytree(tiny_project / "models", models)
+    model = sorted(p.name for p in models.iterdir() if p.is_dir())[0]
+    (models / model / "fold1.pt").write_bytes(b"not a checkpoint")
+    cases = [([str(tmp_path / "empty.csv")], "no images"),
+             ([str(tmp_path / "other.csv")], "no 'path' column"),
+             ([str(tmp_path / "other.csv"), "--path-column", "file", "--models", str(models), "--model", model],
+              "cannot load the model")]
+    for args, why in cases:
+        out = tmp_path / "labels"
+        assert main(["label", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err
+        assert not out.exists()

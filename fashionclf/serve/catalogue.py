@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..core.errors import ImageRejected
+from ..core.errors import DataError, ImageRejected
 from ..core.params import NEEDS_REVIEW
 from ..data.imaging import NOT_A_FILE, UNREADABLE, decode
 from ..learn.onnx_runner import LABELS_FILE, ONNX_FILE
@@ -51,10 +51,36 @@ def is_uri(path: str) -> bool:
 
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """(pyarrow filesystem, path inside it) for a local path or a URI."""
-    if is_uri(path):
+    """(pyarrow filesystem, path inside it) for a local path or a URI: pyarrow's own filesystems
+    (s3, gs, hdfs, file) where it has one, else any fsspec filesystem (http, memory, abfs, ...)
+    through pyarrow's fsspec adapter."""
+    if not is_uri(path):
+        return pafs.LocalFileSystem(), str(Path(path).absolute())
+    try:
         return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), str(Path(path).absolute())
+    except pa.ArrowInvalid:  # "Unrecognized filesystem type": not one of pyarrow's own
+        import fsspec
+
+        fs, inside = fsspec.core.url_to_fs(path)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), inside
+
+
+class Filesystems:
+    """One filesystem per URI scheme, made once per process (an S3 client is not free)."""
+
+    def __init__(self):
+        self.by_scheme = {}
+
+    def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        if not is_uri(uri):
+            return pafs.LocalFileSystem(), str(Path(uri).absolute())
+        scheme = uri.split("://", 1)[0]
+        if scheme not in self.by_scheme:
+            self.by_scheme[scheme] = filesystem(uri)[0]
+        fs = self.by_scheme[scheme]
+        if isinstance(fs, pafs.PyFileSystem):
+            return fs, fs.handler.fs._strip_protocol(uri)
+        return fs, uri.split("://", 1)[1]
 
 
 def as_given(item: str, found: str) -> str:
@@ -138,38 +164,31 @@ def model_version(files: dict[str, bytes]) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_image(path: str, canvas: int, filesystems: dict) -> np.ndarray:
+def read_image(path: str, canvas: int, filesystems: Filesystems) -> np.ndarray:
     """Decode one image (local path or URI) with the imaging rules of training."""
     if not is_uri(path):
         return decode(path, canvas)
-    scheme = path.split("://", 1)[0]
     try:
-        if scheme not in filesystems:
-            filesystems[scheme] = pafs.FileSystem.from_uri(path)[0]
-        fs = filesystems[scheme]
-        with fs.open_input_stream(path.split("://", 1)[1]) as stream:
+        fs, inside = filesystems.resolve(path)
+        with fs.open_input_stream(inside) as stream:
             data = stream.read()
     except FileNotFoundError:
         raise ImageRejected(NOT_A_FILE, "not found") from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ImageRejected(UNREADABLE, f"{type(exc).__name__}: {exc}") from None
     return decode(data, canvas)
 
 
-def stat(path: str, filesystems: dict) -> tuple[int, int]:
+def stat(path: str, filesystems: Filesystems) -> tuple[int, int]:
     """(size, mtime in ns) of a file, (-1, -1) when it cannot be stat'ed (it is then scored as an error)."""
     try:
-        if is_uri(path):
-            scheme = path.split("://", 1)[0]
-            fs = filesystems.setdefault(scheme, pafs.FileSystem.from_uri(path)[0])
-            info = fs.get_file_info(path.split("://", 1)[1])
-        else:
-            info = pafs.LocalFileSystem().get_file_info(str(Path(path).absolute()))
-        if info.type != pafs.FileType.File:
-            return -1, -1
-        return int(info.size), int(info.mtime_ns or 0)
-    except OSError:
+        fs, inside = filesystems.resolve(path)
+        info = fs.get_file_info(inside)
+    except (OSError, ValueError):
         return -1, -1
+    if info.type != pafs.FileType.File:
+        return -1, -1
+    return int(info.size if info.size is not None else -1), int(info.mtime_ns or 0)
 
 
 def keys_of(paths, sizes, mtimes) -> np.ndarray:
@@ -181,7 +200,7 @@ def keys_of(paths, sizes, mtimes) -> np.ndarray:
 def keyed_new(batch: dict, scored: np.ndarray) -> dict:
     """Ray Data task: add size, mtime and the key to each path, and keep only the paths whose key is
     not among the ``scored`` ones (sorted)."""
-    filesystems = {}
+    filesystems = Filesystems()
     stats = [stat(str(p), filesystems) for p in batch["path"]]
     size = np.array([s for s, _ in stats], np.int64)
     mtime = np.array([m for _, m in stats], np.int64)
@@ -212,7 +231,7 @@ class Scorer:
             self.predictor = Predictor(exported=str(folder / ONNX_FILE), threads=threads)
         else:
             self.predictor = Predictor(model_name, models_dir=str(folder.parent), device=device, threads=threads)
-        self.filesystems = {}
+        self.filesystems = Filesystems()
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -307,6 +326,17 @@ def summary(table: pa.Table) -> dict:
     return dict(sorted(counts.items()))
 
 
+def loaded(load, what: Path):
+    """``load()``, with a model file that cannot be read turned into one clear error."""
+    try:
+        return load()
+    except (FileNotFoundError, DataError):
+        raise
+    except Exception as exc:  # torch.load and onnxruntime raise many types for a damaged file
+        raise DataError(f"cannot load the model in {what}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") \
+            from None
+
+
 def check_args(args) -> list[str]:
     problems = [f"--{name} must be >= 1" for name in ("batch-size", "actors", "threads", "rows-per-file")
                 if getattr(args, name.replace("-", "_")) < 1]
@@ -363,7 +393,7 @@ def choose_runner(args, model_name: str) -> tuple[str, str]:
     torch.set_num_threads(args.threads)
     try:
         runners = {"torch": Predictor(model_name, models_dir=args.models, device=args.device, threads=args.threads),
-                   "onnx": Predictor(exported=str(exported), threads=args.threads)}
+                   "onnx": loaded(lambda: Predictor(exported=str(exported), threads=args.threads), exported)}
         canvas = runners["torch"].canvas_size
         pixels = sample_pixels(args.inputs, canvas, args.batch_size)
         if pixels is None:
@@ -403,15 +433,18 @@ def run_label(args) -> int:
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
+    paths = list_paths(args.inputs, args.path_column)
+    if not paths:
+        raise DataError(f"no images in {' '.join(args.inputs)} (empty folders, no glob match, or empty manifests)")
     model_name = args.model or best_model_name(args.best)
     model_dir = Path(args.models) / model_name
     if not any(model_dir.glob("fold*.pt")):
         raise FileNotFoundError(f"{model_dir} holds no fold checkpoints: run `dvc repro` first")
+    local = loaded(lambda: Predictor(model_name, models_dir=args.models, device="cpu"), model_dir)
     runner, why = choose_runner(args, model_name)
     print(f"label: runner {runner} ({why})")
     files = model_files(runner, model_dir, Path(args.exported))
     version = model_version(files)
-    local = Predictor(model_name, models_dir=args.models, device="cpu")
     calibration = None
     if args.target_precision is not None:
         calibration = local.calibrate(args.calibration or f"plots/predictions/calibration/{model_name}.csv")
@@ -427,7 +460,6 @@ def run_label(args) -> int:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     print(f"label: Ray at {ray.get_runtime_context().gcs_address}, {ray.cluster_resources().get('CPU', 0):g} CPUs; "
           f"{args.actors} actor(s) x {args.threads} thread(s)")
-    paths = list_paths(args.inputs, args.path_column)
     rows_per_block = min(args.batch_size * 16, max(args.batch_size, -(-len(paths) // (4 * args.actors))))
     sources = as_dataset(paths, rows_per_block)
     started = time.perf_counter()
