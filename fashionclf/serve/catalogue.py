@@ -4,8 +4,8 @@ Ray does the distribution: it reads the image list, runs the model in an actor p
 actor, ``map_batches`` with a class), streams the scores to Parquet and shows the progress. This
 module only says what each step computes:
 
-1. ``list_sources``: image URIs from folders, globs or manifests (CSV or Parquet with a path
-   column), on the local disk or any pyarrow filesystem (``s3://``, ``gs://``, ``hdfs://``).
+1. ``list_paths``: image URIs from folders, globs or manifests (CSV or Parquet with a path
+   column), on the local disk, pyarrow's filesystems (``s3://``, ``gs://``) or any fsspec one.
 2. ``Scorer`` (the actor): stat and read each file, decode it with the imaging rules of training
    (canvas, letterbox), run the fold ensemble (torch) or its ONNX export, and return the raw
    probabilities, or an error for a file that is not a usable image. One row in, one row out.
@@ -300,8 +300,8 @@ def decide(scores: pa.Table, categories, calibration, target_precision, min_conf
         automatic = good & (raw.max(1) >= min_confidence)
         threshold = min_confidence
     shown = scaled(raw, calibration.temperature) if calibration else raw
+    best = shown.argmax(1)  # before rounding, as predict
     shown = np.round(shown.astype(np.float64), 6)
-    best = shown.argmax(1)
     category = np.where(~good, "", np.where(automatic, np.array(categories, dtype=object)[best], NEEDS_REVIEW))
     columns = {"path": scores.column("path"),
                "category": pa.array(category.tolist(), pa.string()),
