@@ -33,12 +33,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import torch
 
 from ..core.errors import DataError, ImageRejected
 from ..core.params import NEEDS_REVIEW
 from ..data.imaging import NOT_A_FILE, UNREADABLE, decode
 from ..learn.onnx_runner import LABELS_FILE, ONNX_FILE
-from ..report.calibration import scaled
+from .predict import Predictor, calibration_csv, decisions, review_args_problems
 
 SCORES, LABELS = "scores", "labels"
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -217,9 +218,6 @@ class Scorer:
         import tempfile
 
         import ray
-        import torch
-
-        from .predict import Predictor
 
         torch.set_num_threads(threads)
         files = ray.get(files) if isinstance(files, ray.ObjectRef) else files
@@ -234,8 +232,6 @@ class Scorer:
         self.filesystems = Filesystems()
 
     def __call__(self, batch: dict) -> dict:
-        import torch
-
         canvas = self.predictor.canvas_size
         pixels, errors = [], []
         for path in batch["path"]:
@@ -291,17 +287,12 @@ def read_column(fs: pafs.FileSystem, files: list[str], columns: list[str]) -> pa
 def decide(scores: pa.Table, categories, calibration, target_precision, min_confidence) -> tuple[pa.Table, float]:
     """predict's rows for one batch of scored images (report.calibration's review queue)."""
     raw = np.stack([scores.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in categories], 1)
-    error = scores.column("error").to_pylist()
-    good = np.array([not e for e in error])
-    automatic = np.zeros(len(error), bool)
-    if target_precision is not None:
-        automatic[good], threshold = calibration.select(raw[good], target_precision)
-    else:
-        automatic = good & (raw.max(1) >= min_confidence)
-        threshold = min_confidence
-    shown = scaled(raw, calibration.temperature) if calibration else raw
+    good = np.array([not e for e in scores.column("error").to_pylist()])
+    automatic = np.zeros(len(good), bool)
+    shown = np.zeros(raw.shape)
+    automatic[good], threshold, shown[good] = decisions(raw[good], calibration, min_confidence, target_precision)
     best = shown.argmax(1)  # before rounding, as predict
-    shown = np.round(shown.astype(np.float64), 6)
+    shown = np.round(shown, 6)
     category = np.where(~good, "", np.where(automatic, np.array(categories, dtype=object)[best], NEEDS_REVIEW))
     columns = {"path": scores.column("path"),
                "category": pa.array(category.tolist(), pa.string()),
@@ -338,30 +329,21 @@ def loaded(load, what: Path):
 
 
 def check_args(args) -> list[str]:
-    problems = [f"--{name} must be >= 1" for name in ("batch-size", "actors", "threads", "rows-per-file")
-                if getattr(args, name.replace("-", "_")) < 1]
-    if args.target_precision is not None and not (0 < args.target_precision <= 1 and args.min_confidence == 0):
-        problems.append("--target-precision must be within (0, 1] and not combined with --min-confidence")
-    if not 0 <= args.min_confidence <= 1:
-        problems.append("--min-confidence must be within [0, 1]")
-    return problems
+    return [f"--{name} must be >= 1" for name in ("batch-size", "actors", "threads", "rows-per-file")
+            if getattr(args, name.replace("-", "_")) < 1] + \
+        review_args_problems(args.target_precision, args.min_confidence)
 
 
-def sample_pixels(inputs, canvas: int, n: int) -> "torch.Tensor | None":
-    """Up to ``n`` decodable images of the local inputs, for timing the runners."""
-    import torch
-
-    pixels = []
-    for item in inputs:
-        if is_uri(item) or item.lower().endswith(MANIFEST_SUFFIXES):
+def sample_pixels(paths: list[str], canvas: int, n: int) -> torch.Tensor | None:
+    """Up to ``n`` decodable images among the first paths to label, for timing the runners."""
+    pixels, filesystems = [], Filesystems()
+    for path in paths[:4 * n]:
+        try:
+            pixels.append(read_image(path, canvas, filesystems))
+        except ImageRejected:
             continue
-        for path in list_files(item):
-            try:
-                pixels.append(decode(path, canvas))
-            except ImageRejected:
-                continue
-            if len(pixels) == n:
-                return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+        if len(pixels) == n:
+            break
     return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2) if pixels else None
 
 
@@ -373,15 +355,11 @@ def images_per_second(predictor, pixels, repeats: int = 3) -> float:
     return repeats * len(pixels) / (time.perf_counter() - start)
 
 
-def choose_runner(args, model_name: str) -> tuple[str, str]:
-    """(runner, why): the ONNX export or the torch fold ensemble of ``model_name``. With --runner
+def choose_runner(args, torch_predictor, paths: list[str]) -> tuple[str, str]:
+    """(runner, why): the ONNX export or the torch fold ensemble (``torch_predictor``). With --runner
     auto both are timed here, with each actor's thread count, on a batch of the inputs (or a
     generated one), and the faster labels."""
-    import torch
-
-    from .predict import Predictor
-
-    exported = Path(args.exported)
+    model_name, exported = torch_predictor.model_name, Path(args.exported)
     has_export = exported.is_file() and json.loads((exported.parent / LABELS_FILE).read_text())["model"] == model_name
     if args.runner == "onnx" and not has_export:
         raise FileNotFoundError(f"--runner onnx: {exported} is not an export of {model_name} (run `dvc repro export`)")
@@ -392,10 +370,10 @@ def choose_runner(args, model_name: str) -> tuple[str, str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        runners = {"torch": Predictor(model_name, models_dir=args.models, device=args.device, threads=args.threads),
+        runners = {"torch": torch_predictor,
                    "onnx": loaded(lambda: Predictor(exported=str(exported), threads=args.threads), exported)}
-        canvas = runners["torch"].canvas_size
-        pixels = sample_pixels(args.inputs, canvas, args.batch_size)
+        canvas = torch_predictor.canvas_size
+        pixels = sample_pixels(paths, canvas, args.batch_size)
         if pixels is None:
             pixels = torch.randint(0, 256, (args.batch_size, 3, canvas, canvas), dtype=torch.uint8)
         speed = {name: images_per_second(runner, pixels) for name, runner in runners.items()}
@@ -427,7 +405,6 @@ def run_label(args) -> int:
     import ray
 
     from ..learn.checkpoint import best_model_name
-    from .predict import Predictor
 
     problems = check_args(args)
     if problems:
@@ -440,14 +417,14 @@ def run_label(args) -> int:
     model_dir = Path(args.models) / model_name
     if not any(model_dir.glob("fold*.pt")):
         raise FileNotFoundError(f"{model_dir} holds no fold checkpoints: run `dvc repro` first")
-    local = loaded(lambda: Predictor(model_name, models_dir=args.models, device="cpu"), model_dir)
-    runner, why = choose_runner(args, model_name)
+    local = loaded(lambda: Predictor(model_name, models_dir=args.models, device=args.device), model_dir)
+    runner, why = choose_runner(args, local, paths)
     print(f"label: runner {runner} ({why})")
     files = model_files(runner, model_dir, Path(args.exported))
     version = model_version(files)
     calibration = None
     if args.target_precision is not None:
-        calibration = local.calibrate(args.calibration or f"plots/predictions/calibration/{model_name}.csv")
+        calibration = local.calibrate(args.calibration or calibration_csv(model_name))
 
     fs, out = filesystem(args.out)
     scores_dir = f"{out}/{SCORES}/{version}"

@@ -103,17 +103,38 @@ def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2):
             yield paths[index], row_probs.get(k), error
 
 
-def labelled_rows(predictor: Predictor, scored, min_confidence=0.0, target_precision=None):
-    """predict's CSV rows from predict_paths' results. Below the threshold (``min_confidence``, or the
-    review queue of ``target_precision`` chosen over this whole batch) the category is needs_review.
-    Shown probabilities are temperature-scaled when the predictor is calibrated."""
-    good = [k for k, (_, p, error) in enumerate(scored) if not error]
-    raw = np.array([scored[k][1] for k in good]).reshape(len(good), len(predictor.categories))
+def review_args_problems(target_precision, min_confidence) -> list[str]:
+    """What is wrong with a --target-precision / --min-confidence pair (predict's and label's)."""
+    problems = []
+    if not 0 <= min_confidence <= 1:
+        problems.append("--min-confidence must be within [0, 1]")
+    if target_precision is not None and not (0 < target_precision <= 1 and min_confidence == 0):
+        problems.append("--target-precision must be within (0, 1] and not combined with --min-confidence")
+    return problems
+
+
+def calibration_csv(model_name: str) -> str:
+    """Where the test_clean stage writes the model's predictions of the calibration split."""
+    return f"plots/predictions/calibration/{model_name}.csv"
+
+
+def decisions(raw: np.ndarray, calibration: Calibration | None, min_confidence=0.0, target_precision=None):
+    """(labelled automatically, the threshold, the probabilities to show) for a batch of raw ensemble
+    probabilities: below ``min_confidence``, or outside the review queue of ``target_precision``
+    chosen over this whole batch, an image needs review. Shown probabilities are temperature-scaled
+    when calibrated."""
     if target_precision is not None:
-        automatic, threshold = predictor.calibration.select(raw, target_precision)
+        automatic, threshold = calibration.select(raw, target_precision)
     else:
         automatic, threshold = raw.max(1, initial=0.0) >= min_confidence, min_confidence
-    shown = scaled(raw, predictor.calibration.temperature) if predictor.calibration else raw
+    return automatic, threshold, scaled(raw, calibration.temperature) if calibration else raw
+
+
+def labelled_rows(predictor: Predictor, scored, min_confidence=0.0, target_precision=None):
+    """predict's CSV rows from predict_paths' results (``decisions`` over the readable images)."""
+    good = [k for k, (_, p, error) in enumerate(scored) if not error]
+    raw = np.array([scored[k][1] for k in good]).reshape(len(good), len(predictor.categories))
+    automatic, threshold, shown = decisions(raw, predictor.calibration, min_confidence, target_precision)
     decided = {k: (shown[i], automatic[i]) for i, k in enumerate(good)}
     rows = []
     for k, (path, _, error) in enumerate(scored):
@@ -129,19 +150,17 @@ def labelled_rows(predictor: Predictor, scored, min_confidence=0.0, target_preci
 
 
 def run_predict(args) -> int:
-    if args.batch_size < 1 or not 0 <= args.min_confidence <= 1:
-        print("error: --batch-size must be >= 1 and --min-confidence within [0, 1]", file=sys.stderr)
-        return 2
-    if args.target_precision is not None and not (0 < args.target_precision <= 1 and args.min_confidence == 0):
-        print("error: --target-precision must be within (0, 1] and not combined with --min-confidence",
-              file=sys.stderr)
+    problems = (["--batch-size must be >= 1"] if args.batch_size < 1 else []) + \
+        review_args_problems(args.target_precision, args.min_confidence)
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
     if not DEVICE_PATTERN.fullmatch(args.device):
         print(f"error: --device must be auto, cpu, cuda or cuda:N, got {args.device!r}", file=sys.stderr)
         return 2
     predictor = Predictor(args.model, args.exported, device=args.device)
     if args.target_precision is not None:
-        calibration = args.calibration or f"plots/predictions/calibration/{predictor.model_name}.csv"
+        calibration = args.calibration or calibration_csv(predictor.model_name)
         fit = predictor.calibrate(calibration)
         print(f"target precision {args.target_precision:g}: the review queue is chosen over this batch against "
               f"{fit.n} calibration images ({calibration}); shown probabilities at temperature {fit.temperature:g}")
