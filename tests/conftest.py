@@ -13,6 +13,16 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker computes in-process with one torch thread. With the default, a
+    thread per core, two workers on two cores keep descheduling each other's OpenMP threads: the
+    in-process training tests ran 4-5x slower than alone (measured), against 2x for a fair share.
+    Stage and command subprocesses set their own thread counts, from params and flags, as always."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        torch.set_num_threads(1)
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "fashionclf", "data/corrections.csv", "metrics_gate.yaml",
                  ".dvcignore"]
 
@@ -56,6 +66,26 @@ def run(cmd, cwd, check=True, env=None, timeout=600):
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def cli(cwd, *args) -> subprocess.CompletedProcess:
+    """`python -m fashionclf ARGS` run in this process, in ``cwd``: the same entry point, exit code and
+    output as a subprocess, without a new interpreter importing torch (about 3 s a call here). The
+    torch thread count a command sets is put back, so later tests in this worker see the usual one."""
+    import contextlib
+    import io
+
+    import torch
+    from fashionclf.__main__ import main
+    out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        finally:
+            torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def make_project(tmp: Path, overrides: dict) -> Path:

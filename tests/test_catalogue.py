@@ -76,7 +76,7 @@ def test_label_agrees_with_predict_and_a_rerun_scores_only_what_changed(tiny_pro
     assert main(["label", str(images), "--out", str(out), "--runner", "torch", "--min-confidence", "0.45",
                  "--actors", "1"]) == 0
     printed = capsys.readouterr().out  # only the new and the changed files: nothing else is scored again
-    assert f"scored 3 images" in printed and f"{len(predicted)} scored before" in printed and "decided 3" in printed
+    assert "scored 3 images" in printed and f"{len(predicted)} scored before" in printed and "decided 3" in printed
     assert len(pq.ParquetDataset(out / "labels").read()) == len(predicted) + 3
     assert len(labels_of(out).index.unique()) == len(predicted) + 2  # the changed file: a row per version
 

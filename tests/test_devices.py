@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY, python_cmd, run
+from conftest import TINY, cli, python_cmd, run
 from fashionclf.core.errors import ParamError
 from fashionclf.learn.inference import pick_device
 
@@ -62,13 +62,11 @@ def test_test_stages_run_on_evaluate_device(tiny_project, tmp_path):
 def test_predict_device_flag(tiny_project, tmp_path):
     from conftest import make_image
     image = make_image(tmp_path / "one.png", 0, 1)
-    result = run(python_cmd("-m", "fashionclf", "predict", str(image), "--out", str(tmp_path / "x.csv"),
-                            "--device", "cuda"), tiny_project, check=False)
+    result = cli(tiny_project, "predict", image, "--out", tmp_path / "x.csv", "--device", "cuda")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: --device is 'cuda', but this machine has no such CUDA device (use auto or cpu)"]
     assert not (tmp_path / "x.csv").exists()
-    cpu = run(python_cmd("-m", "fashionclf", "predict", str(image), "--out", str(tmp_path / "cpu.csv"),
-                         "--device", "cpu"), tiny_project)
-    auto = run(python_cmd("-m", "fashionclf", "predict", str(image), "--out", str(tmp_path / "auto.csv")), tiny_project)
+    cpu = cli(tiny_project, "predict", image, "--out", tmp_path / "cpu.csv", "--device", "cpu")
+    auto = cli(tiny_project, "predict", image, "--out", tmp_path / "auto.csv")
     assert cpu.returncode == auto.returncode == 0
     assert (tmp_path / "cpu.csv").read_text() == (tmp_path / "auto.csv").read_text()

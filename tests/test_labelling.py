@@ -14,7 +14,7 @@ from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
-from conftest import ROOT, make_image, make_project, python_cmd, run
+from conftest import ROOT, cli, make_image, make_project, python_cmd, run
 from fashionclf.core import params
 from fashionclf.report.audit import SUSPECT_COLUMNS, suspect_labels
 from fashionclf.learn.inference import Ensemble
@@ -70,7 +70,8 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
 
 def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path):
     project = make_project(tmp_path / "repo", {})
-    out = run(python_cmd("-m", "fashionclf", "init", str(shop_photos), "--budget-minutes", "10"), project)
+    out = cli(project, "init", shop_photos, "--budget-minutes", "10")
+    assert out.returncode == 0, out.stderr
     assert "lite0" in out.stdout and "canvas 96 px" in out.stdout
     for section in params.SECTIONS:
         params.load(section, project / "params.yaml")  # every section validates
@@ -227,14 +228,15 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
     images = tmp_path / "bags"
     with zipfile.ZipFile(tiny_project / "data/raw.zip") as archive:
         archive.extractall(images, [n for n in archive.namelist() if n.startswith("fashion-mnist/bag/")])
-    out = run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "p.csv"),
-                         "--target-precision", "0.99", "--workers", "0"), tiny_project)
+    out = cli(tiny_project, "predict", images, "--out", tmp_path / "p.csv", "--target-precision", "0.99",
+              "--workers", "0")
+    assert out.returncode == 0, out.stderr
     assert f"against {len(calibration)} calibration images" in out.stdout
     assert f"temperature {review['temperature']:g}" in out.stdout  # the stage's, from the same split
     threshold = float(out.stdout.split("confidence >= ")[1].split()[0])
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
-    missing = run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(tmp_path / "q.csv"),
-                             "--target-precision", "0.99", "--calibration", "nowhere.csv"), tiny_project, check=False)
+    missing = cli(tiny_project, "predict", images, "--out", tmp_path / "q.csv", "--target-precision", "0.99",
+                  "--calibration", "nowhere.csv")
     assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
         "error: nowhere.csv not found: --target-precision needs the model's predictions of the calibration "
         "split (run `dvc repro`, or pass --calibration)"]

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from conftest import make_image, python_cmd, run
+from conftest import cli, make_image, python_cmd, run
 
 
 def catalogue(folder):
@@ -45,8 +45,7 @@ def test_predict_writes_one_row_per_file(tiny_project, tmp_path):
 def test_min_confidence_sends_doubtful_images_to_review(tiny_project, tmp_path):
     images = catalogue(tmp_path / "catalogue")
     out = tmp_path / "labels.csv"
-    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(out), "--min-confidence", "0.999",
-                   "--workers", "0"), tiny_project)
+    assert cli(tiny_project, "predict", images, "--out", out, "--min-confidence", "0.999", "--workers", "0").returncode == 0
     table = pd.read_csv(out, keep_default_na=False)
     good = table[table["error"] == ""]
     review = good["confidence"].astype(float) < 0.999
@@ -78,9 +77,8 @@ def test_exported_model_agrees_with_the_checkpoints(tiny_project, tmp_path):
     assert labels["model"] == best and labels["categories"] == ["bags", "clothing", "shoes"]
     images = catalogue(tmp_path / "catalogue")
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(a)), tiny_project)
-    run(python_cmd("-m", "fashionclf", "predict", str(images), "--out", str(b), "--exported",
-                   "export/model.onnx"), tiny_project)
+    assert cli(tiny_project, "predict", images, "--out", a).returncode == 0
+    assert cli(tiny_project, "predict", images, "--out", b, "--exported", "export/model.onnx").returncode == 0
     ta, tb = pd.read_csv(a, keep_default_na=False), pd.read_csv(b, keep_default_na=False)
     assert ta["category"].tolist() == tb["category"].tolist()
     ok = ta["error"] == ""
@@ -94,6 +92,6 @@ def test_decompression_bomb_is_reported_not_decoded(tiny_project, tmp_path):
     folder.mkdir()
     png_header_only(folder / "bomb.png", 100_000, 100_000)
     out = tmp_path / "labels.csv"
-    run(python_cmd("-m", "fashionclf", "predict", str(folder), "--out", str(out), "--workers", "0"), tiny_project)
+    assert cli(tiny_project, "predict", folder, "--out", out, "--workers", "0").returncode == 0
     row = pd.read_csv(out, keep_default_na=False).iloc[0]
     assert row["error"].startswith("decompression_bomb") and row["category"] == ""

@@ -2,14 +2,14 @@
 import json
 import shutil
 
-from conftest import TINY, python_cmd, run
+from conftest import TINY, cli, run
 
 MODEL = list(TINY["train.models"])[0]
 CLEAN = f"metrics/test_clean/{MODEL}.json"
 
 
 def gate(project, against="HEAD"):
-    return run(python_cmd("-m", "fashionclf", "gate", "--against", against), project, check=False)
+    return cli(project, "gate", "--against", against)
 
 
 def edit_json(project, path, change):
