@@ -221,14 +221,15 @@ class Scorer:
 
         torch.set_num_threads(threads)
         files = ray.get(files) if isinstance(files, ray.ObjectRef) else files
-        folder = Path(tempfile.mkdtemp(prefix="fashionclf-model-")) / model_name
-        folder.mkdir()
-        for name, data in files.items():
-            (folder / name).write_bytes(data)
-        if runner == "onnx":
-            self.predictor = Predictor(exported=str(folder / ONNX_FILE), threads=threads)
-        else:
-            self.predictor = Predictor(model_name, models_dir=str(folder.parent), device=device, threads=threads)
+        with tempfile.TemporaryDirectory(prefix="fashionclf-model-") as tmp:  # both runners load into memory
+            folder = Path(tmp) / model_name
+            folder.mkdir()
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+            if runner == "onnx":
+                self.predictor = Predictor(exported=str(folder / ONNX_FILE), threads=threads)
+            else:
+                self.predictor = Predictor(model_name, models_dir=str(folder.parent), device=device, threads=threads)
         self.filesystems = Filesystems()
 
     def __call__(self, batch: dict) -> dict:
