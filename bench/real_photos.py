@@ -40,6 +40,27 @@ def ref_speed() -> float:
     return float(out.stdout.split()[-1])
 
 
+def timed_repro(project: Path) -> dict[str, float]:
+    """`dvc repro --force`, its output passed through; the seconds of each stage, from one
+    'Running stage' line to the next."""
+    print("$ dvc repro --force", flush=True)
+    proc = subprocess.Popen(["dvc", "repro", "--force"], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    stages, current, since = {}, None, time.perf_counter()
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        if line.startswith("Running stage '"):
+            now = time.perf_counter()
+            if current:
+                stages[current] = now - since
+            current, since = line.split("'")[1], now
+    if proc.wait() != 0:
+        raise subprocess.CalledProcessError(proc.returncode, "dvc repro --force")
+    if current:
+        stages[current] = time.perf_counter() - since
+    return stages
+
+
 def share(hits: int, n: int) -> str:
     """'97.1 (95.0–98.3)': a percentage and its 95% Wilson interval (the review report's)."""
     value, interval = share_with_interval(hits, n)
@@ -89,7 +110,7 @@ def main():
         (project / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     before = ref_speed()
     start = time.perf_counter()
-    sh(["dvc", "repro", "--force"], project)
+    stages = timed_repro(project)
     took = time.perf_counter() - start
     speed = (before + ref_speed()) / 2
     out = args.work / "unseen.csv"
@@ -104,6 +125,8 @@ def main():
           f"precision {args.target_precision:g}: labelled automatically {overall['coverage']} %, precision "
           f"{overall['precision']} % (95% CI)")
     print("\n".join(rows))
+    print("\nstage times at the reference speed (where init's time model is right or wrong):")
+    print(", ".join(f"{name} {seconds * speed / REFERENCE_SPEED:.0f} s" for name, seconds in stages.items()))
     print(f"\nparams chosen by init:\n{(project / 'params.yaml').read_text().split(chr(10) + 'fetch:')[0]}")
 
 
