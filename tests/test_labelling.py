@@ -3,6 +3,7 @@ and the label audit, on a generated photo-like folder (coloured objects on white
 sizes, one category of 20 photos)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 
@@ -21,7 +22,7 @@ from fashionclf.learn.inference import Ensemble
 from fashionclf.report.calibration import (Calibration, conformal_p_values, expected_calibration_error,
                                            fit_temperature, scaled, select_automatic)
 from fashionclf.report.evaluation import load_test_set
-from fashionclf.serve.init import plan, scan
+from fashionclf.serve.init import fold_rounds_factor, plan, scan
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
 
@@ -52,7 +53,10 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     p = generous.params
     assert p["label"]["categories"] == ["accessories", "bags", "clothing", "shoes"]
     assert {"pattern": "^Bags/", "category": "bags"} in p["label"]["rules"]
-    assert p["clean"]["canvas_size"] == 96 and p["train"]["models"]["efficientnet_lite0"]["image_size"] >= 96
+    assert p["clean"]["canvas_size"] == 100 and p["train"]["models"]["efficientnet_lite0"]["image_size"] == 112
+    large = plan(dataclasses.replace(photos, median_short_side=224), template, 900, 250, fake_costs).params
+    assert large["clean"]["canvas_size"] == 128 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
+    assert (fold_rounds_factor(2), fold_rounds_factor(3), fold_rounds_factor(1)) == (4 / 3, 1, 1)
     assert set(generous.params["train"]["models"]) > set(tight.params["train"]["models"]) == {"efficientnet_lite0"}
     assert generous.estimate_s <= 900
     assert any("resnet18 left out" in r for r in tight.reasons)
@@ -72,7 +76,7 @@ def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path):
     project = make_project(tmp_path / "repo", {})
     out = cli(project, "init", shop_photos, "--budget-minutes", "10")
     assert out.returncode == 0, out.stderr
-    assert "lite0" in out.stdout and "canvas 96 px" in out.stdout
+    assert "lite0" in out.stdout and "canvas 100 px" in out.stdout
     for section in params.SECTIONS:
         params.load(section, project / "params.yaml")  # every section validates
     run(["dvc", "repro", "balance"], project)
