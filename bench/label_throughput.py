@@ -1,6 +1,6 @@
 """Does `fashionclf label` scale with actors, and what does Ray cost against `predict` on the same cores?
 
-    python bench/label_throughput.py [--model NAME] [--runner torch|onnx] [--images 6144] [--small 2048]
+    python bench/label_throughput.py [--model NAME] [--runner torch|onnx] [--images 12288] [--small 4096]
 
 Generates JPEGs, then runs `predict` and `label` (1 actor, then one per core, one intra-op thread
 each) as a user would, each on --small and on --images images. The steady-state rate is the slope,
@@ -46,8 +46,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=None)
     parser.add_argument("--runner", default="torch", choices=["torch", "onnx"])
-    parser.add_argument("--images", type=int, default=6144)
-    parser.add_argument("--small", type=int, default=2048)
+    parser.add_argument("--images", type=int, default=12288)
+    parser.add_argument("--small", type=int, default=4096)
     parser.add_argument("--side", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
