@@ -55,7 +55,7 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert {"pattern": "^Bags/", "category": "bags"} in p["label"]["rules"]
     assert p["clean"]["canvas_size"] == 100 and p["train"]["models"]["efficientnet_lite0"]["image_size"] == 112
     large = plan(dataclasses.replace(photos, median_short_side=224), template, 900, 250, fake_costs).params
-    assert large["clean"]["canvas_size"] == 160 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
+    assert large["clean"]["canvas_size"] == 128 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
     assert (fold_rounds_factor(3, 2), fold_rounds_factor(2, 2), fold_rounds_factor(5, 2)) == (4 / 3, 1, 6 / 5)
     assert set(generous.params["train"]["models"]) > set(tight.params["train"]["models"]) == {"efficientnet_lite0"}
     assert generous.estimate_s <= 900
@@ -64,7 +64,7 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     short = [r for r in tight.reasons if "fewer than its 6 epochs" in r]
     assert len(short) == 1 and int(short[0].split("--budget-minutes ")[1].split()[0]) > 1  # a budget that would
     assert generous.params["train"]["models"]["efficientnet_lite0"]["epochs"] == 6  # the budget goes to it first
-    assert generous.params["train"]["folds"] == 2 and generous.params["balance"]["calibration_fraction"] == 0.2
+    assert generous.params["train"]["folds"] == 3 and generous.params["balance"]["calibration_fraction"] == 0.2
     assert not any(r.startswith("warning") for r in generous.reasons)
     # a machine half as fast, measured as such, gets the same plan for a budget at the reference speed
     slow = plan(photos, template, budget_s_ref=900, speed=125,
