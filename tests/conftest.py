@@ -23,6 +23,8 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
         torch.set_num_threads(1)
+
+
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "fashionclf", "data/corrections.csv", "metrics_gate.yaml",
                  ".dvcignore"]
 

@@ -28,9 +28,9 @@ PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite0 need roug
 SCRATCH_SIZE = 64            # models trained from scratch on a few thousand photos: detail costs, buys little
 TEST_FRACTION = 0.15         # of each category's own photos: reports accuracy with its interval
 CALIBRATION_FRACTION = 0.2   # of each category's own photos, in no fold: where the review queue is chosen
-FOLDS = 3                    # a shop's plan: 2 folds (one round of 2 workers, 160 px, 6 epochs) fell to 0.968 (docs/own-photos.md)
+FOLDS = 3                    # a shop's plan: 5 cost too much, 2 measured worse (docs/own-photos.md)
 PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (6: the old cap, not re-measured)
-MARGIN = 0.1                 # budget share kept back: the speed read in 4 s varies by about 10% here
+MARGIN = 0.1                 # budget share kept back for what the estimate misses (the speed reading varies)
 MEASURED_OVER_MODELLED = 1.25  # cv_train and test stages, measured / modelled, beyond the fold rounds: validation
                              # each epoch, checkpoints, BatchNorm recalibration (1.23 and 1.25 on real 224 px photos,
                              # lite0 at 128 px for 5 and 4 epochs; docs/own-photos.md)
@@ -190,7 +190,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     canvas = min(PHOTO_CANVAS, max(28, photos.median_short_side))
     reasons.append(f"canvas {canvas} px: the photos' median short side is {photos.median_short_side} px")
     noise_levels = len(template["noise"]["sigmas"])
-    fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, start-up, aggregate, review, export (52-61 s measured)
+    fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export: 52-61 s measured
     available = budget * (1 - MARGIN) - fixed
     workers = template["train"]["fold_workers"]
 
