@@ -72,21 +72,17 @@ def run(cmd, cwd, check=True, env=None, timeout=600):
 
 def cli(cwd, *args) -> subprocess.CompletedProcess:
     """`python -m fashionclf ARGS` run in this process, in ``cwd``: the same entry point, exit code and
-    output as a subprocess, without a new interpreter importing torch (about 3 s a call here). The
-    torch thread count a command sets is put back, so later tests in this worker see the usual one."""
+    output as a subprocess, without a new interpreter importing torch (about 3 s a call here)."""
     import contextlib
     import io
 
-    import torch
     from fashionclf.__main__ import main
-    out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
     with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main([str(a) for a in args])
         except SystemExit as exc:  # argparse's usage errors
             code = exc.code
-        finally:
-            torch.set_num_threads(threads)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 

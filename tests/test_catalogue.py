@@ -213,9 +213,5 @@ def test_an_actor_keeps_no_copy_of_the_weights_on_disk(tiny_project, tmp_path, m
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     model = best_model_name(tiny_project / "reports/best_model.json")
     files = model_files(runner, tiny_project / "models" / model, tiny_project / "export/model.onnx")
-    threads = torch.get_num_threads()
-    try:
-        scorer = Scorer(files, runner, model, threads=1, device="cpu")
-    finally:
-        torch.set_num_threads(threads)
+    scorer = Scorer(files, runner, model, threads=torch.get_num_threads(), device="cpu")  # this worker's, kept
     assert scorer.predictor.categories and not list(tmp_path.iterdir())

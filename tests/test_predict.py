@@ -45,7 +45,8 @@ def test_predict_writes_one_row_per_file(tiny_project, tmp_path):
 def test_min_confidence_sends_doubtful_images_to_review(tiny_project, tmp_path):
     images = catalogue(tmp_path / "catalogue")
     out = tmp_path / "labels.csv"
-    assert cli(tiny_project, "predict", images, "--out", out, "--min-confidence", "0.999", "--workers", "0").returncode == 0
+    result = cli(tiny_project, "predict", images, "--out", out, "--min-confidence", "0.999", "--workers", "0")
+    assert result.returncode == 0
     table = pd.read_csv(out, keep_default_na=False)
     good = table[table["error"] == ""]
     review = good["confidence"].astype(float) < 0.999

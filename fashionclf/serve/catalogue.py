@@ -74,7 +74,7 @@ class Filesystems:
 
     def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
         if not is_uri(uri):
-            return pafs.LocalFileSystem(), str(Path(uri).absolute())
+            return filesystem(uri)
         scheme = uri.split("://", 1)[0]
         if scheme not in self.by_scheme:
             self.by_scheme[scheme] = filesystem(uri)[0]

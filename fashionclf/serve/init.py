@@ -144,7 +144,7 @@ def fold_rounds_factor(folds: int, fold_workers: int) -> float:
 
 
 def model_seconds(costs: tuple[float, float], epochs: int, per_class: int, classes: int, held_out: int,
-                  noise_levels: int, fold_workers: int = 2) -> float:
+                  noise_levels: int, fold_workers: int) -> float:
     """One model's cv_train + test stages: training steps, validation/BN/out-of-fold passes, and
     every fold model on the held-out images (test, noisy test, calibration); scaled by the fold
     rounds and by what a measured run took beyond this count of images."""
