@@ -57,6 +57,12 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     large = plan(dataclasses.replace(photos, median_short_side=224), template, 900, 250, fake_costs).params
     assert large["clean"]["canvas_size"] == 128 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
     assert (fold_rounds_factor(3, 2), fold_rounds_factor(2, 2), fold_rounds_factor(5, 2)) == (4 / 3, 1, 6 / 5)
+    assert fold_rounds_factor(3, 2, last_round_speedup=2) == 1  # the lone third fold on both cores
+    # a faster last round leaves budget for more epochs
+    sped = plan(photos, template, 120, 250, fake_costs, speedup=lambda name, size: 1.6)
+    plain = plan(photos, template, 120, 250, fake_costs)
+    assert sped.params["train"]["models"]["efficientnet_lite0"]["epochs"] > plain.params["train"]["models"][
+        "efficientnet_lite0"]["epochs"]
     assert set(generous.params["train"]["models"]) > set(tight.params["train"]["models"]) == {"efficientnet_lite0"}
     assert generous.estimate_s <= 900
     assert any("resnet18 left out" in r for r in tight.reasons)

@@ -134,19 +134,25 @@ def test_batchnorm_recalibration_sees_every_category():
     assert model[0].momentum == 0.1
 
 
-def test_folds_trained_at_once_in_workers_equal_folds_trained_one_after_another(tmp_path):
-    """Each fold is seeded on its own, so train.fold_workers changes the speed, never the result."""
+def fold_data():
     import pandas as pd
-
-    from fashionclf.learn.checkpoint import load_folds
-    from fashionclf.learn.train import cross_validate
 
     images, labels, groups = toy_data(n_groups=36, variants=2)
     manifest = pd.DataFrame({"path": [f"img{i}.png" for i in range(len(labels))],
                              "category": np.array(["a", "b", "c"])[labels], "group": groups,
                              "copy": 0, "variant": 0})
     model = ModelParams(name="resnet18", image_size=16, epochs=2, lr=0.003, ema_decay=0.0)
-    train = TINY_TRAIN.model_copy(update={"folds": 3, "batch_size": 16, "threads": 1})
+    return images, manifest, model
+
+
+def test_folds_trained_at_once_in_workers_equal_folds_trained_one_after_another(tmp_path):
+    """Each fold is seeded on its own, so with the same thread counts the workers change the speed,
+    never the result."""
+    from fashionclf.learn.checkpoint import load_folds
+    from fashionclf.learn.train import cross_validate
+
+    images, manifest, model = fold_data()
+    train = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "threads": 1})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what each worker uses
     try:
@@ -158,3 +164,18 @@ def test_folds_trained_at_once_in_workers_equal_folds_trained_one_after_another(
     assert one["oof"].equals(two["oof"])
     for a, b in zip(load_folds(tmp_path / "one"), load_folds(tmp_path / "two"), strict=True):
         assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+
+
+def test_a_last_round_with_idle_workers_gives_its_folds_their_cores(tmp_path):
+    from fashionclf.learn.train import cross_validate, fold_threads
+
+    assert fold_threads(3, 2, 1) == [1, 1, 2]
+    assert fold_threads(5, 2, 1) == [1, 1, 1, 1, 2]
+    assert fold_threads(4, 2, 1) == [1, 1, 1, 1]
+    assert fold_threads(6, 4, 1) == [1, 1, 1, 1, 2, 2]
+    assert fold_threads(7, 4, 2) == [2] * 7  # 3 folds left for 4 workers: no whole core to share
+    images, manifest, model = fold_data()
+    train = TINY_TRAIN.model_copy(update={"folds": 3, "batch_size": 16, "threads": 1, "fold_workers": 2})
+    result = cross_validate(model, train, images, manifest, tmp_path / "models")
+    # read in each worker while it trained
+    assert [fold["threads"] for fold in result["metrics"]["folds"]] == [1, 1, 2]

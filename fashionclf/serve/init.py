@@ -80,9 +80,22 @@ def scan(root: Path) -> PhotoFolder:
     return found
 
 
-def seconds_per_image(name: str, image_size: int, classes: int, batch: int = 32, steps: int = 3) -> tuple[float, float]:
+def seconds_per_image(name: str, image_size: int, classes: int, batch: int = 32, steps: int = 3,
+                      threads: int | None = None) -> tuple[float, float]:
     """Measured here: seconds per image of a training step (Adam, channels-last) and of inference,
-    each the fastest of ``steps`` (the least disturbed by other work on the machine)."""
+    each the fastest of ``steps`` (the least disturbed by other work on the machine), with torch's
+    threads (default: one per core) or ``threads``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return timed_steps(name, image_size, classes, batch, steps)
+    finally:
+        torch.set_num_threads(before)
+
+
+def timed_steps(name: str, image_size: int, classes: int, batch: int, steps: int) -> tuple[float, float]:
     import torch
 
     from ..learn.models import build_model
@@ -113,7 +126,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def reference_speed(seconds: float = 4.0) -> float:
+def reference_speed(seconds: float = 3.0) -> float:
     """This machine's img/s on bench/ref_speed.py's workload (bare ResNet18 steps, 32 px), shortened."""
     import torch
 
@@ -136,15 +149,27 @@ def reference_speed(seconds: float = 4.0) -> float:
     return images / (time.perf_counter() - start)
 
 
-def fold_rounds_factor(folds: int, fold_workers: int) -> float:
-    """Time of the folds on ``fold_workers`` processes against perfect sharing: 3 folds on 2 workers
-    take 2 rounds, the third fold alone on a machine it could share, so 4/3."""
+def fold_rounds_factor(folds: int, fold_workers: int, last_round_speedup: float = 1.0) -> float:
+    """Time of the folds on ``fold_workers`` processes against perfect sharing. 3 folds on 2 workers
+    take 2 rounds, the third fold alone: 4/3 if it ran on one core; it gets the idle worker's core too
+    (learn.train.fold_threads), which speeds it up by ``last_round_speedup``."""
     workers = max(1, min(fold_workers, folds))
-    return -(-folds // workers) * workers / folds
+    full_rounds, last = divmod(folds, workers)
+    return (full_rounds + (1 / last_round_speedup if last else 0)) * workers / folds
+
+
+def last_round_speedup(name: str, image_size: int, classes: int, fold_workers: int) -> float:
+    """Measured here: how much faster a fold of the last round trains on the threads it gets than on 1."""
+    from ..learn.train import fold_threads
+    threads = fold_threads(FOLDS, max(1, min(fold_workers, FOLDS)), 1)[-1]
+    if threads == 1:
+        return 1.0
+    one = seconds_per_image(name, image_size, classes, threads=1)[0]
+    return one / seconds_per_image(name, image_size, classes, threads=threads)[0]
 
 
 def model_seconds(costs: tuple[float, float], epochs: int, per_class: int, classes: int, held_out: int,
-                  noise_levels: int, fold_workers: int) -> float:
+                  noise_levels: int, rounds_factor: float) -> float:
     """One model's cv_train + test stages: training steps, validation/BN/out-of-fold passes, and
     every fold model on the held-out images (test, noisy test, calibration); scaled by the fold
     rounds and by what a measured run took beyond this count of images."""
@@ -152,7 +177,15 @@ def model_seconds(costs: tuple[float, float], epochs: int, per_class: int, class
     trainval = per_class * classes
     trained = FOLDS * epochs * trainval * (FOLDS - 1) / FOLDS
     evaluated = FOLDS * (epochs + 2) * trainval / FOLDS + FOLDS * held_out * (2 + noise_levels)
-    return (trained * train_s + evaluated * eval_s) * fold_rounds_factor(FOLDS, fold_workers) * MEASURED_OVER_MODELLED
+    return (trained * train_s + evaluated * eval_s) * rounds_factor * MEASURED_OVER_MODELLED
+
+
+def photo_canvas(photos: PhotoFolder) -> int:
+    return min(PHOTO_CANVAS, max(28, photos.median_short_side))
+
+
+def pretrained_size(canvas: int) -> int:
+    return max(PRETRAINED_SIZE, canvas)
 
 
 @dataclass
@@ -162,8 +195,9 @@ class Plan:
     estimate_s: float
 
 
-def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs) -> Plan:
-    """Choose params for ``photos``. ``costs(name, size)`` gives the measured seconds per image."""
+def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs, speedup=None) -> Plan:
+    """Choose params for ``photos``. ``costs(name, size)`` gives the measured seconds per image,
+    ``speedup(name, size)`` the last round's (fold_rounds_factor), 1 if not given."""
     reasons = []
     budget = budget_s_ref * REFERENCE_SPEED / speed
     reasons.append(f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
@@ -187,18 +221,20 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                    "them, so n >= 100 / c even with none)")
     reasons.append(f"{FOLDS} folds, not 5: half the training per epoch, spent on epochs of the pretrained model; "
                    f"not 2, whose models each train on half the photos (on real 224 px photos: docs/own-photos.md)")
-    canvas = min(PHOTO_CANVAS, max(28, photos.median_short_side))
+    canvas = photo_canvas(photos)
     reasons.append(f"canvas {canvas} px: the photos' median short side is {photos.median_short_side} px")
     noise_levels = len(template["noise"]["sigmas"])
     fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export: 52-61 s measured
     available = budget * (1 - MARGIN) - fixed
     workers = template["train"]["fold_workers"]
+    rounds = lambda name, size: fold_rounds_factor(FOLDS, workers, speedup(name, size) if speedup else 1.0)
 
     models, spent = {}, 0.0
-    lite_size = max(PRETRAINED_SIZE, canvas)
+    lite_size = pretrained_size(canvas)
     lite_cost = costs(LITE0, lite_size)
+    lite_rounds = rounds(LITE0, lite_size)
     lite_seconds = lambda epochs: model_seconds(lite_cost, epochs, per_class, classes, test_total, noise_levels,
-                                                workers)
+                                                lite_rounds)
     lite_epochs = PRETRAINED_EPOCHS[0]  # the budget goes to the pretrained model first: it is the one that labels
     while lite_epochs < PRETRAINED_EPOCHS[1] and lite_seconds(lite_epochs + 1) <= available:
         lite_epochs += 1
@@ -206,6 +242,9 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     spent += lite_seconds(lite_epochs)
     reasons.append(f"{LITE0} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
                    f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here")
+    if speedup and FOLDS % min(workers, FOLDS):
+        reasons.append(f"the last round's {FOLDS % min(workers, FOLDS)} fold(s) of {FOLDS} on {workers} fold workers "
+                       f"take the idle workers' cores: measured {speedup(LITE0, lite_size):.2f}x faster than on one")
     if lite_epochs < PRETRAINED_EPOCHS[1]:
         enough = (lite_seconds(PRETRAINED_EPOCHS[1]) + fixed) / (1 - MARGIN) * speed / REFERENCE_SPEED
         reasons.append(f"the budget gives {LITE0} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
@@ -213,7 +252,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
         cost = model_seconds(costs(name, SCRATCH_SIZE), epochs, per_class, classes, test_total, noise_levels,
-                             workers)
+                             rounds(name, SCRATCH_SIZE))
         if spent + cost <= available:
             models[name] = {"image_size": SCRATCH_SIZE, "epochs": epochs, "lr": lr, "ema_decay": 0.95}
             spent += cost
@@ -248,10 +287,17 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     photos = scan(Path(photo_dir).expanduser())
     base = yaml.safe_load(Path(template).read_text())
     print(f"measuring this machine ({LITE0}, {', '.join(n for n, _ in SCRATCH_CANDIDATES)}) ...", file=sys.stderr)
-    speed = reference_speed()
-    memo = {}
+    before = reference_speed()
+    memo, workers = {}, base["train"]["fold_workers"]
     costs = lambda name, size: memo.setdefault((name, size), seconds_per_image(name, size, len(photos.counts)))
-    chosen = plan(photos, base, budget_minutes * 60, speed, costs)
+    speedup = lambda name, size: memo.setdefault(("speedup", name, size),
+                                                 last_round_speedup(name, size, len(photos.counts), workers))
+    for name, size in [(LITE0, pretrained_size(photo_canvas(photos)))] + [
+            (name, SCRATCH_SIZE) for name, _ in SCRATCH_CANDIDATES]:
+        costs(name, size), speedup(name, size)
+    # the speed read before and after the costs, so that a slower spell of the machine slows both
+    speed = (before + reference_speed()) / 2
+    chosen = plan(photos, base, budget_minutes * 60, speed, costs, speedup)
     header = "".join(f"# {line}\n" for line in
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
