@@ -99,6 +99,7 @@ def main():
                         help="override a dotted params key after init (YAML value)")
     args = parser.parse_args()
     project = args.work / "project"
+    args.work.mkdir(parents=True, exist_ok=True)
     sh(["git", "clone", "-q", str(ROOT), str(project)], args.work)
     sh([sys.executable, "-m", "fashionclf", "init", str(args.shop.resolve()), "--budget-minutes",
         str(args.budget_minutes)], project)
