@@ -59,7 +59,7 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert (fold_rounds_factor(3, 2), fold_rounds_factor(2, 2), fold_rounds_factor(5, 2)) == (4 / 3, 1, 6 / 5)
     assert fold_rounds_factor(3, 2, last_round_speedup=2) == 1  # the lone third fold on both cores
     # a faster last round leaves budget for more epochs
-    sped = plan(photos, template, 120, 250, fake_costs, speedup=lambda name, size: 1.6)
+    sped = plan(photos, template, 120, 250, fake_costs, lite_speedup=1.6)
     plain = plan(photos, template, 120, 250, fake_costs)
     assert sped.params["train"]["models"]["efficientnet_lite0"]["epochs"] > plain.params["train"]["models"][
         "efficientnet_lite0"]["epochs"]

@@ -195,9 +195,11 @@ class Plan:
     estimate_s: float
 
 
-def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs, speedup=None) -> Plan:
+def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs,
+         lite_speedup: float = 1.0) -> Plan:
     """Choose params for ``photos``. ``costs(name, size)`` gives the measured seconds per image,
-    ``speedup(name, size)`` the last round's (fold_rounds_factor), 1 if not given."""
+    ``lite_speedup`` the pretrained model's in the last round of folds (fold_rounds_factor); the
+    baselines are counted without one (small convolutions gain less from a second thread)."""
     reasons = []
     budget = budget_s_ref * REFERENCE_SPEED / speed
     reasons.append(f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
@@ -227,12 +229,11 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export: 52-61 s measured
     available = budget * (1 - MARGIN) - fixed
     workers = template["train"]["fold_workers"]
-    rounds = lambda name, size: fold_rounds_factor(FOLDS, workers, speedup(name, size) if speedup else 1.0)
 
     models, spent = {}, 0.0
     lite_size = pretrained_size(canvas)
     lite_cost = costs(LITE0, lite_size)
-    lite_rounds = rounds(LITE0, lite_size)
+    lite_rounds = fold_rounds_factor(FOLDS, workers, lite_speedup)
     lite_seconds = lambda epochs: model_seconds(lite_cost, epochs, per_class, classes, test_total, noise_levels,
                                                 lite_rounds)
     lite_epochs = PRETRAINED_EPOCHS[0]  # the budget goes to the pretrained model first: it is the one that labels
@@ -242,9 +243,9 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     spent += lite_seconds(lite_epochs)
     reasons.append(f"{LITE0} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
                    f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here")
-    if speedup and FOLDS % min(workers, FOLDS):
+    if lite_speedup != 1.0:
         reasons.append(f"the last round's {FOLDS % min(workers, FOLDS)} fold(s) of {FOLDS} on {workers} fold workers "
-                       f"take the idle workers' cores: measured {speedup(LITE0, lite_size):.2f}x faster than on one")
+                       f"take the idle workers' cores: measured {lite_speedup:.2f}x faster than on one")
     if lite_epochs < PRETRAINED_EPOCHS[1]:
         enough = (lite_seconds(PRETRAINED_EPOCHS[1]) + fixed) / (1 - MARGIN) * speed / REFERENCE_SPEED
         reasons.append(f"the budget gives {LITE0} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
@@ -252,7 +253,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
         cost = model_seconds(costs(name, SCRATCH_SIZE), epochs, per_class, classes, test_total, noise_levels,
-                             rounds(name, SCRATCH_SIZE))
+                             fold_rounds_factor(FOLDS, workers))
         if spent + cost <= available:
             models[name] = {"image_size": SCRATCH_SIZE, "epochs": epochs, "lr": lr, "ema_decay": 0.95}
             spent += cost
@@ -288,16 +289,13 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     base = yaml.safe_load(Path(template).read_text())
     print(f"measuring this machine ({LITE0}, {', '.join(n for n, _ in SCRATCH_CANDIDATES)}) ...", file=sys.stderr)
     before = reference_speed()
-    memo, workers = {}, base["train"]["fold_workers"]
-    costs = lambda name, size: memo.setdefault((name, size), seconds_per_image(name, size, len(photos.counts)))
-    speedup = lambda name, size: memo.setdefault(("speedup", name, size),
-                                                 last_round_speedup(name, size, len(photos.counts), workers))
-    for name, size in [(LITE0, pretrained_size(photo_canvas(photos)))] + [
-            (name, SCRATCH_SIZE) for name, _ in SCRATCH_CANDIDATES]:
-        costs(name, size), speedup(name, size)
+    classes, lite_size = len(photos.counts), pretrained_size(photo_canvas(photos))
+    measured = {(name, size): seconds_per_image(name, size, classes)
+                for name, size in [(LITE0, lite_size)] + [(name, SCRATCH_SIZE) for name, _ in SCRATCH_CANDIDATES]}
+    lite_speedup = last_round_speedup(LITE0, lite_size, classes, base["train"]["fold_workers"])
     # the speed read before and after the costs, so that a slower spell of the machine slows both
     speed = (before + reference_speed()) / 2
-    chosen = plan(photos, base, budget_minutes * 60, speed, costs, speedup)
+    chosen = plan(photos, base, budget_minutes * 60, speed, lambda name, size: measured[(name, size)], lite_speedup)
     header = "".join(f"# {line}\n" for line in
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
