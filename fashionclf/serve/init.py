@@ -126,7 +126,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def reference_speed(seconds: float = 3.0) -> float:
+def reference_speed(seconds: float = 2.0) -> float:
     """This machine's img/s on bench/ref_speed.py's workload (bare ResNet18 steps, 32 px), shortened."""
     import torch
 
@@ -288,13 +288,20 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     photos = scan(Path(photo_dir).expanduser())
     base = yaml.safe_load(Path(template).read_text())
     print(f"measuring this machine ({LITE0}, {', '.join(n for n, _ in SCRATCH_CANDIDATES)}) ...", file=sys.stderr)
-    before = reference_speed()
     classes, lite_size = len(photos.counts), pretrained_size(photo_canvas(photos))
-    measured = {(name, size): seconds_per_image(name, size, classes)
+    # The speed reading moves by a third within a minute here, the costs less, and not together: a
+    # reading after each cost, and their median, steadies the plan (one 3 s reading before and after
+    # gave 3, 4 and 5 epochs in three runs on the same photos).
+    readings = [reference_speed()]
+
+    def then_read_speed(result):
+        readings.append(reference_speed())
+        return result
+
+    measured = {(name, size): then_read_speed(seconds_per_image(name, size, classes))
                 for name, size in [(LITE0, lite_size)] + [(name, SCRATCH_SIZE) for name, _ in SCRATCH_CANDIDATES]}
-    lite_speedup = last_round_speedup(LITE0, lite_size, classes, base["train"]["fold_workers"])
-    # the speed read before and after the costs, so that a slower spell of the machine slows both
-    speed = (before + reference_speed()) / 2
+    lite_speedup = then_read_speed(last_round_speedup(LITE0, lite_size, classes, base["train"]["fold_workers"]))
+    speed = statistics.median(readings)
     chosen = plan(photos, base, budget_minutes * 60, speed, lambda name, size: measured[(name, size)], lite_speedup)
     header = "".join(f"# {line}\n" for line in
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
