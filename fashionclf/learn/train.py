@@ -248,8 +248,7 @@ def train_fold_job(job: dict) -> tuple[int, dict, dict]:
     # values that converting the whole set first gives
     x_train, x_val = to_pixels(images[train_idx]), to_pixels(images[val_idx])
     y = torch.from_numpy(labels.copy()).long()
-    if job["threads"]:
-        torch.set_num_threads(job["threads"])
+    torch.set_num_threads(job["threads"])
     model, state = train_fold(job["model_params"], job["train"], job["categories"], x_train, y[train_idx],
                               x_val, y[val_idx], job["fold"], job["device"], job["resume"])
     state.pop("best_state")  # the model holds it
@@ -308,7 +307,7 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
                      "mean": list(mean), "std": list(std)}
     run_params = {"model": model_params.model_dump(), "train": train.model_dump(exclude={"models", "fold_workers"})}
     workers = fold_workers(train, len(splits), device)
-    threads = fold_threads(len(splits), workers, train.threads) if workers > 1 else [0] * len(splits)
+    threads = fold_threads(len(splits), workers, train.threads)
     key = fingerprint(run_params, threads, len(images),
                       hashlib.sha1(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes()).hexdigest())
     jobs = [{"fold": k, "train_idx": train_idx, "val_idx": val_idx, "model_params": model_params, "train": train,

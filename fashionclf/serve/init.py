@@ -4,6 +4,7 @@ time budget stated at the reference speed (250 img/s of bench/ref_speed.py), and
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -86,9 +87,16 @@ def seconds_per_image(name: str, image_size: int, classes: int, batch: int = 32,
     each the fastest of ``steps`` (the least disturbed by other work on the machine), with torch's
     threads (default: one per core) or ``threads``."""
     import torch
+    return measured_steps(name, image_size, classes, batch, steps, threads or torch.get_num_threads())
+
+
+@functools.cache  # the last round's thread count is often the default one: measured once, not twice
+def measured_steps(name: str, image_size: int, classes: int, batch: int, steps: int,
+                   threads: int) -> tuple[float, float]:
+    import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
+    torch.set_num_threads(threads)
     try:
         return timed_steps(name, image_size, classes, batch, steps)
     finally:
