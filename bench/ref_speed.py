@@ -12,32 +12,8 @@ pipeline against its own bare compute instead.
     python bench/ref_speed.py [--seconds 15]     # prints e.g. 314
 """
 import argparse
-import time
 
-import torch
-import torchvision
-
-
-def reference_speed(seconds: float = 15.0) -> float:
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=3).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters())
-    x = torch.rand(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 3, (64,))
-
-    def step():
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    for _ in range(5):
-        step()
-    images, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        images += 64
-    return images / (time.perf_counter() - start)
-
+from fashionclf.serve.init import reference_speed  # the workload, defined once: init reads it too
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
