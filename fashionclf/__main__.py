@@ -62,6 +62,9 @@ def main(argv=None) -> int:
     init.add_argument("--budget-minutes", type=float, default=15.0,
                       help="time for the whole `dvc repro`, at the reference speed of 250 img/s (default 15)")
     init.add_argument("--out", default="params.yaml")
+    init.add_argument("--measure-rounds", type=int, default=4,
+                      help="rounds timing each model's costs between readings of the reference workload; init "
+                           "takes their medians (default 4, about 20 s each on 2 cores; more: a steadier plan)")
 
     sub.add_parser("readme", help="copy reports/summary.md into README.md between its markers")
 
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
         from .core.errors import ParamError
         from .serve.init import run_init
         try:
-            return run_init(args.photo_dir, args.out, args.budget_minutes)
+            return run_init(args.photo_dir, args.out, args.budget_minutes,
+                            measure_rounds=args.measure_rounds)
         except ParamError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -4,7 +4,6 @@ time budget stated at the reference speed (250 img/s of bench/ref_speed.py), and
 """
 from __future__ import annotations
 
-import functools
 import math
 import re
 import statistics
@@ -31,13 +30,15 @@ TEST_FRACTION = 0.15         # of each category's own photos: reports accuracy w
 CALIBRATION_FRACTION = 0.2   # of each category's own photos, in no fold: where the review queue is chosen
 FOLDS = 3                    # a shop's plan: 5 cost too much, 2 measured worse (docs/own-photos.md)
 PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (6: the old cap, not re-measured)
-MARGIN = 0.1                 # budget share kept back for what the estimate misses (the speed reading varies)
-MEASURED_OVER_MODELLED = 1.25  # cv_train and test stages, measured / modelled, beyond the fold rounds: validation
-                             # each epoch, checkpoints, BatchNorm recalibration (1.23 and 1.25 on real 224 px photos,
-                             # lite0 at 128 px for 5 and 4 epochs; docs/own-photos.md)
+MARGIN = 0.05                # budget share kept back for what the estimate misses: it was 5% high to 7% low
+MEASURED_OVER_MODELLED = 1.15  # cv_train and test stages, measured / modelled: BatchNorm recalibration, augmentation,
+                             # checkpoints, workers' start (1.08, 1.21 and 1.15 for lite0 at 128 px 5 and 4 epochs and
+                             # mobilenet_v2 at 64 px 4 epochs on real 224 px photos; docs/own-photos.md)
 SCRATCH_CANDIDATES = (("mobilenet_v2", 0.006), ("resnet18", 0.004))
 MAX_PER_CLASS = 800          # training images per category, beyond which time grows faster than accuracy
 SIZE_SAMPLE = 40             # photos per category whose sizes are read
+MEASURE_ROUNDS = 4           # paired readings of each cost against the reference workload; init takes their median
+MEASURE_WINDOW_S = 0.5       # seconds per timed window (a cost, a reference reading)
 
 
 @dataclass
@@ -81,57 +82,151 @@ def scan(root: Path) -> PhotoFolder:
     return found
 
 
-def seconds_per_image(name: str, image_size: int, classes: int, batch: int = 32, steps: int = 3,
-                      threads: int | None = None) -> tuple[float, float]:
-    """Measured here: seconds per image of a training step (Adam, channels-last) and of inference,
-    each the fastest of ``steps`` (the least disturbed by other work on the machine), with torch's
-    threads (default: one per core) or ``threads``."""
+class Workload:
+    """A model's training step (Adam, channels-last) and inference pass on a random batch, built once
+    and timed in windows: the mean seconds per image over at least ``window`` seconds (and 2 steps)."""
+
+    def __init__(self, name: str, image_size: int, classes: int, batch: int = 32):
+        import torch
+
+        from ..learn.models import build_model
+        from ..learn.train import make_optimizer
+        torch.manual_seed(0)
+        self.model = build_model(name, classes, pretrained=False, image_size=image_size).to(
+            memory_format=torch.channels_last)
+        self.opt = make_optimizer(self.model, 1e-3)
+        self.x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+        self.y = torch.arange(batch) % classes
+        self.train_step()  # the first step allocates: not timed
+
+    def train_step(self):
+        import torch
+        self.model.train()
+        self.opt.zero_grad()
+        torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+        self.opt.step()
+
+    def infer(self):
+        import torch
+        self.model.eval()
+        with torch.inference_mode():
+            self.model(self.x)
+
+    def seconds_per_image(self, window: float, threads: int | None = None, train: bool = True) -> tuple[float, float]:
+        """(training, inference) seconds per image (training 0 unless ``train``), with this process's
+        torch threads or ``threads``."""
+        import torch
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            step = windowed(self.train_step, window) / len(self.x) if train else 0.0
+            return step, windowed(self.infer, window / 2) / len(self.x)
+        finally:
+            torch.set_num_threads(before)
+
+
+def windowed(fn, window: float) -> float:
+    """Mean seconds of ``fn`` over at least ``window`` seconds and 2 calls."""
+    calls, start = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - start < window:
+        fn()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the stages run a model, which is what init times: ``workers`` fold processes at once with
+    ``threads`` each, then the folds of a short last round alone with ``last_threads`` (0: no such
+    round; learn.train.fold_threads), and the test stages with ``eval_threads``."""
+    folds: int
+    workers: int
+    threads: int
+    last_threads: int
+    eval_threads: int
+
+    @classmethod
+    def of(cls, template: dict, folds: int = FOLDS) -> "Schedule":
+        from ..learn.train import fold_threads  # imports torch: not at init's start
+        workers = max(1, min(template["train"]["fold_workers"], folds))
+        threads = fold_threads(folds, workers, template["train"]["threads"])
+        last = threads[-1] if folds % workers else 0
+        return cls(folds, workers, threads[0], last, template["evaluate"]["threads"])
+
+    @property
+    def full_rounds(self) -> int:
+        return self.folds // self.workers
+
+
+@dataclass
+class Costs:
+    """Seconds per image of one model as the stages run it, at the machine's median speed."""
+    fold: tuple[float, float]   # (training, inference) in a fold process beside the other workers' folds
+    last: tuple[float, float]   # the same for a fold of the short last round, alone on its threads
+    test: float                 # inference in a test stage
+
+
+@dataclass
+class Measured:
+    speed: float                              # img/s on the reference workload: the median reading
+    costs: dict[tuple[str, int], Costs]
+
+
+_FOLD_WORKER: dict = {}
+
+
+def _start_fold_worker(candidates, classes, threads, barrier) -> None:
     import torch
-    return measured_steps(name, image_size, classes, batch, steps, threads or torch.get_num_threads())
-
-
-@functools.cache  # the last round's thread count is often the default one: measured once, not twice
-def measured_steps(name: str, image_size: int, classes: int, batch: int, steps: int,
-                   threads: int) -> tuple[float, float]:
-    import torch
-
-    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    try:
-        return timed_steps(name, image_size, classes, batch, steps)
-    finally:
-        torch.set_num_threads(before)
+    _FOLD_WORKER.update(loads={key: Workload(*key, classes) for key in candidates}, barrier=barrier)
 
 
-def timed_steps(name: str, image_size: int, classes: int, batch: int, steps: int) -> tuple[float, float]:
+def _fold_window(task) -> tuple[float, float]:
+    key, window = task
+    _FOLD_WORKER["barrier"].wait()  # all workers at once, as cv_train's folds train (one task each)
+    return _FOLD_WORKER["loads"][key].seconds_per_image(window)
+
+
+def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule, rounds: int = MEASURE_ROUNDS,
+            window: float = MEASURE_WINDOW_S) -> Measured:
+    """Each candidate's costs as the stages run it: its folds training in ``schedule.workers``
+    processes at once (two folds on 2 cores share more than one 2-thread process suggests), the
+    pretrained model's lone last-round fold on its threads, and the test stages' inference.
+
+    Steadied against the machine's drift: a shared machine's speed moves by a third within a minute
+    (the reference workload read 272-413 img/s in six readings) and the costs move with it. A cost
+    times the reference reading just before and after it varied 4% between rounds, where the cost
+    alone varied 10% and the speed 8%. So every round times each cost between two readings, and each
+    cost is the median of its products over the rounds, divided by the median speed."""
+    import multiprocessing
+
     import torch
+    # as the folds train: deterministic kernels cost efficientnet_lite0 a quarter more on one thread here
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    loads = {key: Workload(*key, classes) for key in candidates}
+    speeds, products = [reference_speed(window)], {key: [] for key in candidates}
 
-    from ..learn.models import build_model
-    from ..learn.train import make_optimizer
-    torch.manual_seed(0)
-    model = build_model(name, classes, pretrained=False, image_size=image_size).to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, 1e-3)
-    x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
-    y = torch.arange(batch) % classes
+    def paired(values):  # the values against the reading before them and one now after them
+        speeds.append(reference_speed(window))
+        around = (speeds[-2] + speeds[-1]) / 2
+        return [v * around for v in values]
 
-    def step():
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    step()
-    train = min(timed(step) for _ in range(steps)) / batch
-    model.eval()
-    with torch.inference_mode():
-        model(x)
-        infer = min(timed(lambda: model(x)) for _ in range(steps)) / batch
-    return train, infer
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    barrier = context.Barrier(schedule.workers)
+    with context.Pool(schedule.workers, _start_fold_worker,
+                      (candidates, classes, schedule.threads, barrier)) as pool:
+        for _ in range(rounds):
+            for k, (key, load) in enumerate(loads.items()):
+                fold = pool.map(_fold_window, [(key, window)] * schedule.workers, chunksize=1)
+                row = paired([statistics.mean(f[i] for f in fold) for i in (0, 1)])
+                last = (load.seconds_per_image(window, schedule.last_threads)
+                        if schedule.last_threads and k == 0 else None)
+                row += paired(last) if last else row[:2]
+                row += paired([load.seconds_per_image(window / 2, schedule.eval_threads, train=False)[1]])
+                products[key].append(row)
+    speed = statistics.median(speeds)
+    median = [[statistics.median(column) / speed for column in zip(*rows)] for rows in products.values()]
+    return Measured(speed, {key: Costs(tuple(m[0:2]), tuple(m[2:4]), m[4]) for key, m in zip(products, median)})
 
 
 def reference_speed(seconds: float = 2.0) -> float:
@@ -158,35 +253,21 @@ def reference_speed(seconds: float = 2.0) -> float:
     return images / (time.perf_counter() - start)
 
 
-def fold_rounds_factor(folds: int, fold_workers: int, last_round_speedup: float = 1.0) -> float:
-    """Time of the folds on ``fold_workers`` processes against perfect sharing. 3 folds on 2 workers
-    take 2 rounds, the third fold alone: 4/3 if it ran on one core; it gets the idle worker's core too
-    (learn.train.fold_threads), which speeds it up by ``last_round_speedup``."""
-    workers = max(1, min(fold_workers, folds))
-    full_rounds, last = divmod(folds, workers)
-    return (full_rounds + (1 / last_round_speedup if last else 0)) * workers / folds
-
-
-def last_round_speedup(name: str, image_size: int, classes: int, fold_workers: int) -> float:
-    """Measured here: how much faster a fold of the last round trains on the threads it gets than on 1."""
-    from ..learn.train import fold_threads
-    threads = fold_threads(FOLDS, max(1, min(fold_workers, FOLDS)), 1)[-1]
-    if threads == 1:
-        return 1.0
-    one = seconds_per_image(name, image_size, classes, threads=1)[0]
-    return one / seconds_per_image(name, image_size, classes, threads=threads)[0]
-
-
-def model_seconds(costs: tuple[float, float], epochs: int, per_class: int, classes: int, held_out: int,
-                  noise_levels: int, rounds_factor: float) -> float:
-    """One model's cv_train + test stages: training steps, validation/BN/out-of-fold passes, and
-    every fold model on the held-out images (test, noisy test, calibration); scaled by the fold
-    rounds and by what a measured run took beyond this count of images."""
-    train_s, eval_s = costs
+def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int, classes: int, held_out: int,
+                  noise_levels: int) -> float:
+    """One model's cv_train and test stages: each fold's training steps and its validation, BatchNorm
+    and out-of-fold passes, round after round of folds; every fold model on the held-out images
+    (test, noisy test, calibration); scaled by what measured runs took beyond this count."""
     trainval = per_class * classes
-    trained = FOLDS * epochs * trainval * (FOLDS - 1) / FOLDS
-    evaluated = FOLDS * (epochs + 2) * trainval / FOLDS + FOLDS * held_out * (2 + noise_levels)
-    return (trained * train_s + evaluated * eval_s) * rounds_factor * MEASURED_OVER_MODELLED
+
+    def fold(cost):
+        train_s, infer_s = cost
+        return epochs * trainval * (schedule.folds - 1) / schedule.folds * train_s \
+            + (epochs + 2) * trainval / schedule.folds * infer_s
+
+    training = schedule.full_rounds * fold(costs.fold) + (fold(costs.last) if schedule.last_threads else 0.0)
+    testing = schedule.folds * held_out * (2 + noise_levels) * costs.test
+    return (training + testing) * MEASURED_OVER_MODELLED
 
 
 def photo_canvas(photos: PhotoFolder) -> int:
@@ -204,11 +285,8 @@ class Plan:
     estimate_s: float
 
 
-def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs,
-         lite_speedup: float = 1.0) -> Plan:
-    """Choose params for ``photos``. ``costs(name, size)`` gives the measured seconds per image,
-    ``lite_speedup`` the pretrained model's in the last round of folds (fold_rounds_factor); the
-    baselines are counted without one (small convolutions gain less from a second thread)."""
+def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs) -> Plan:
+    """Choose params for ``photos``; ``costs(name, size)`` gives a model's measured Costs."""
     reasons = []
     budget = budget_s_ref * REFERENCE_SPEED / speed
     reasons.append(f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
@@ -237,14 +315,13 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     noise_levels = len(template["noise"]["sigmas"])
     fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export: 52-61 s measured
     available = budget * (1 - MARGIN) - fixed
-    workers = template["train"]["fold_workers"]
+    schedule = Schedule.of(template)
 
     models, spent = {}, 0.0
     lite_size = pretrained_size(canvas)
     lite_cost = costs(LITE0, lite_size)
-    lite_rounds = fold_rounds_factor(FOLDS, workers, lite_speedup)
-    lite_seconds = lambda epochs: model_seconds(lite_cost, epochs, per_class, classes, test_total, noise_levels,
-                                                lite_rounds)
+    lite_seconds = lambda epochs: model_seconds(lite_cost, schedule, epochs, per_class, classes, test_total,
+                                                noise_levels)
     lite_epochs = PRETRAINED_EPOCHS[0]  # the budget goes to the pretrained model first: it is the one that labels
     while lite_epochs < PRETRAINED_EPOCHS[1] and lite_seconds(lite_epochs + 1) <= available:
         lite_epochs += 1
@@ -252,17 +329,18 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     spent += lite_seconds(lite_epochs)
     reasons.append(f"{LITE0} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
                    f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here")
-    if lite_speedup != 1.0:
-        reasons.append(f"the last round's {FOLDS % min(workers, FOLDS)} fold(s) of {FOLDS} on {workers} fold workers "
-                       f"take the idle workers' cores: measured {lite_speedup:.2f}x faster than on one")
+    reasons.append(f"timed as the stages run it: {schedule.workers} folds at once, {schedule.threads} thread(s) each, "
+                   f"{lite_cost.fold[0] * 1e3:.1f} ms per training image"
+                   + (f"; the last round's fold alone on {schedule.last_threads} threads "
+                      f"{lite_cost.last[0] * 1e3:.1f} ms" if schedule.last_threads else ""))
     if lite_epochs < PRETRAINED_EPOCHS[1]:
         enough = (lite_seconds(PRETRAINED_EPOCHS[1]) + fixed) / (1 - MARGIN) * speed / REFERENCE_SPEED
         reasons.append(f"the budget gives {LITE0} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
                        f"--budget-minutes {math.ceil(enough / 60)} would give them")
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
-        cost = model_seconds(costs(name, SCRATCH_SIZE), epochs, per_class, classes, test_total, noise_levels,
-                             fold_rounds_factor(FOLDS, workers))
+        cost = model_seconds(costs(name, SCRATCH_SIZE), schedule, epochs, per_class, classes, test_total,
+                             noise_levels)
         if spent + cost <= available:
             models[name] = {"image_size": SCRATCH_SIZE, "epochs": epochs, "lr": lr, "ema_decay": 0.95}
             spent += cost
@@ -293,25 +371,19 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
 
 
 def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float = 15.0,
-             template: str = str(PARAMS_FILE)) -> int:
+             template: str = str(PARAMS_FILE), measure_rounds: int = MEASURE_ROUNDS) -> int:
     photos = scan(Path(photo_dir).expanduser())
+    if measure_rounds < 1:
+        raise ParamError(f"init: --measure-rounds must be at least 1, got {measure_rounds}")
+    if not Path(template).is_file():
+        raise ParamError(f"init: no {template} to start from here: run it in the project's folder")
     base = yaml.safe_load(Path(template).read_text())
-    print(f"measuring this machine ({LITE0}, {', '.join(n for n, _ in SCRATCH_CANDIDATES)}) ...", file=sys.stderr)
     classes, lite_size = len(photos.counts), pretrained_size(photo_canvas(photos))
-    # The speed reading moves by a third within a minute here, the costs less, and not together: a
-    # reading after each cost, and their median, steadies the plan (one 3 s reading before and after
-    # gave 3, 4 and 5 epochs in three runs on the same photos).
-    readings = [reference_speed()]
-
-    def then_read_speed(result):
-        readings.append(reference_speed())
-        return result
-
-    measured = {(name, size): then_read_speed(seconds_per_image(name, size, classes))
-                for name, size in [(LITE0, lite_size)] + [(name, SCRATCH_SIZE) for name, _ in SCRATCH_CANDIDATES]}
-    lite_speedup = then_read_speed(last_round_speedup(LITE0, lite_size, classes, base["train"]["fold_workers"]))
-    speed = statistics.median(readings)
-    chosen = plan(photos, base, budget_minutes * 60, speed, lambda name, size: measured[(name, size)], lite_speedup)
+    candidates = [(LITE0, lite_size)] + [(name, SCRATCH_SIZE) for name, _ in SCRATCH_CANDIDATES]
+    print(f"measuring this machine ({', '.join(f'{n} at {s} px' for n, s in candidates)}; "
+          f"{measure_rounds} rounds) ...", file=sys.stderr)
+    measured = measure(candidates, classes, Schedule.of(base), measure_rounds)
+    chosen = plan(photos, base, budget_minutes * 60, measured.speed, lambda name, size: measured.costs[(name, size)])
     header = "".join(f"# {line}\n" for line in
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
