@@ -5,13 +5,18 @@ photo. Prints accuracy, macro F1, and the review queue's coverage and precision 
 and per category (95% Wilson intervals), plus the repro time at the reference speed.
 
     python bench/real_photos.py SHOP_DIR UNSEEN_DIR --work DIR [--budget-minutes 15] [--set key=value ...]
+                                [--corrections CSV]
 
 --set overrides a dotted params key after init (for example train.folds=3), to measure a plan
-against init's own. The clone is of HEAD: commit first.
+against init's own. It prints the calibration photos the label audit suspects (reports/review.md).
+--corrections takes a reviewer's verdict on them (path,category, as data/corrections.csv) and
+labels the unseen photos again against the corrected calibration split: no model changes, as no
+fold trains on that split. The clone is of HEAD: commit first.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -23,7 +28,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from fashionclf.core.params import NEEDS_REVIEW  # noqa: E402
+from fashionclf.core.params import DROP, NEEDS_REVIEW  # noqa: E402
+from fashionclf.data.label import read_corrections  # noqa: E402
 from fashionclf.core.preset import set_dotted  # noqa: E402
 from fashionclf.report.review import share as share_with_interval  # noqa: E402
 from fashionclf.serve.init import REFERENCE_SPEED, category_name  # noqa: E402
@@ -97,6 +103,7 @@ def main():
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a dotted params key after init (YAML value)")
+    parser.add_argument("--corrections", type=Path, help="a reviewer's calibration labels (path,category)")
     args = parser.parse_args()
     project = args.work / "project"
     args.work.mkdir(parents=True, exist_ok=True)
@@ -126,9 +133,46 @@ def main():
           f"precision {args.target_precision:g}: labelled automatically {overall['coverage']} %, precision "
           f"{overall['precision']} % (95% CI)")
     print("\n".join(rows))
+    audit(project)
+    if args.corrections:
+        corrected = corrected_calibration(project, args.corrections, args.work)
+        again = args.work / "unseen_corrected.csv"
+        sh([sys.executable, "-m", "fashionclf", "predict", str(args.unseen.resolve()), "--out", str(again),
+            "--target-precision", str(args.target_precision), "--calibration", str(corrected)], project)
+        fixed, rows = scores(pd.read_csv(again, keep_default_na=False))
+        print(f"with the calibration labels of {args.corrections}: labelled automatically {fixed['coverage']} %, "
+              f"precision {fixed['precision']} %")
+        print("\n".join(rows))
     print("\nstage times at the reference speed (where init's time model is right or wrong):")
     print(", ".join(f"{name} {seconds * speed / REFERENCE_SPEED:.0f} s" for name, seconds in stages.items()))
     print(f"\nparams chosen by init:\n{(project / 'params.yaml').read_text().split(chr(10) + 'fetch:')[0]}")
+
+
+def audit(project: Path) -> None:
+    """The calibration photos the review stage suspects of a wrong label, for a reviewer to look at."""
+    suspects = pd.read_csv(project / "data" / "suspect_labels.csv", keep_default_na=False)
+    calibration = suspects[suspects["split"] == "calibration"]
+    review = json.loads((project / "metrics" / "review.json").read_text())["calibration_suspects"]
+    print(f"\nlabel audit: {len(calibration)} calibration photos suspected mislabelled" + (
+        f"; were all as suggested, the test split's queue: {100 * review['test']['coverage']:.1f} % at "
+        f"{100 * review['test']['precision']:.1f} % precision" if review["test"] else ""))
+    for row in calibration.itertuples():
+        print(f"  {row.path}: given {row.given}, suggested {row.category} (label quality {row.label_quality:g})")
+
+
+def corrected_calibration(project: Path, corrections: Path, work: Path) -> Path:
+    """The best model's calibration predictions with the reviewer's labels."""
+    best = json.loads((project / "reports" / "best_model.json").read_text())["best_model"]
+    table = pd.read_csv(project / "plots" / "predictions" / "calibration" / f"{best}.csv", keep_default_na=False)
+    verdict = read_corrections(corrections, sorted(table["actual"].unique()))
+    unknown = set(verdict) - set(table["path"])
+    if unknown:
+        raise SystemExit(f"error: {corrections}: not calibration photos: {sorted(unknown)}")
+    table["actual"] = [verdict.get(path, actual) for path, actual in zip(table["path"], table["actual"])]
+    table = table[table["actual"] != DROP]
+    out = work / "calibration_corrected.csv"
+    table.to_csv(out, index=False)
+    return out
 
 
 if __name__ == "__main__":

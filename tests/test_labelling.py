@@ -22,7 +22,7 @@ from fashionclf.learn.inference import Ensemble
 from fashionclf.report.calibration import (Calibration, conformal_p_values, expected_calibration_error,
                                            fit_temperature, scaled, select_automatic)
 from fashionclf.report.evaluation import load_test_set
-from fashionclf.serve.init import fold_rounds_factor, plan, scan
+from fashionclf.serve.init import Costs, Schedule, measure, plan, scan
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
 
@@ -37,10 +37,11 @@ def shop_photos(tmp_path_factory):
     return root
 
 
-def fake_costs(name, size):
-    """Seconds per image as if measured: grows with pixels, the pretrained model the dearest."""
-    base = {"efficientnet_lite0": 4e-3, "mobilenet_v2": 2e-3, "resnet18": 3e-3}[name]
-    return base * (size / 64) ** 2, base * (size / 64) ** 2 / 3
+def fake_costs(name, size, last_speedup=1.0):
+    """Costs as if measured: they grow with pixels, the pretrained model the dearest; a fold of the
+    last round ``last_speedup`` times faster than one beside another."""
+    train = {"efficientnet_lite0": 4e-3, "mobilenet_v2": 2e-3, "resnet18": 3e-3}[name] * (size / 64) ** 2
+    return Costs(fold=(train, train / 3), last=(train / last_speedup, train / 3 / last_speedup), test=train / 4)
 
 
 def test_init_plan_fits_the_budget_and_validates(shop_photos):
@@ -49,18 +50,16 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert photos.median_short_side == 100
     template = yaml.safe_load(open(params.PARAMS_FILE))
     generous = plan(photos, template, budget_s_ref=900, speed=250, costs=fake_costs)
-    tight = plan(photos, template, budget_s_ref=60, speed=250, costs=fake_costs)
+    tight = plan(photos, template, budget_s_ref=40, speed=250, costs=fake_costs)
     p = generous.params
     assert p["label"]["categories"] == ["accessories", "bags", "clothing", "shoes"]
     assert {"pattern": "^Bags/", "category": "bags"} in p["label"]["rules"]
     assert p["clean"]["canvas_size"] == 100 and p["train"]["models"]["efficientnet_lite0"]["image_size"] == 112
     large = plan(dataclasses.replace(photos, median_short_side=224), template, 900, 250, fake_costs).params
     assert large["clean"]["canvas_size"] == 128 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
-    assert (fold_rounds_factor(3, 2), fold_rounds_factor(2, 2), fold_rounds_factor(5, 2)) == (4 / 3, 1, 6 / 5)
-    assert fold_rounds_factor(3, 2, last_round_speedup=2) == 1  # the lone third fold on both cores
     # a faster last round leaves budget for more epochs
-    sped = plan(photos, template, 120, 250, fake_costs, lite_speedup=1.6)
-    plain = plan(photos, template, 120, 250, fake_costs)
+    sped = plan(photos, template, 70, 250, lambda name, size: fake_costs(name, size, last_speedup=1.6))
+    plain = plan(photos, template, 70, 250, fake_costs)
     assert sped.params["train"]["models"]["efficientnet_lite0"]["epochs"] > plain.params["train"]["models"][
         "efficientnet_lite0"]["epochs"]
     assert set(generous.params["train"]["models"]) > set(tight.params["train"]["models"]) == {"efficientnet_lite0"}
@@ -74,13 +73,40 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert not any(r.startswith("warning") for r in generous.reasons)
     # a machine half as fast, measured as such, gets the same plan for a budget at the reference speed
     slow = plan(photos, template, budget_s_ref=900, speed=125,
-                costs=lambda name, size: tuple(2 * c for c in fake_costs(name, size)))
+                costs=lambda name, size: Costs(**{k: np.multiply(2, v) for k, v in
+                                                  dataclasses.asdict(fake_costs(name, size)).items()}))
     assert slow.params["train"]["models"] == generous.params["train"]["models"]
+
+
+@pytest.mark.parametrize("fold_workers, threads, expected", [
+    (2, 1, (3, 2, 1, 2, 1)),   # two folds side by side, the third alone on both workers' threads
+    (3, 1, (3, 3, 1, 0, 1)),   # one round, no last one
+    (1, 2, (3, 1, 2, 0, 3)),   # one fold after another
+])
+def test_init_times_the_schedule_cv_train_runs(fold_workers, threads, expected):
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    template["train"].update(fold_workers=fold_workers, threads=threads)
+    template["evaluate"]["threads"] = expected[-1]
+    schedule = Schedule.of(template, folds=3)
+    assert dataclasses.astuple(schedule) == expected
+    assert schedule.full_rounds == 3 // expected[1]
+
+
+def test_init_measures_folds_side_by_side():
+    """The fold workers time their steps at once (a barrier, one task each) and the costs come back
+    for every candidate; only the first gets a last-round cost of its own."""
+    schedule = Schedule(folds=3, workers=2, threads=1, last_threads=2, eval_threads=1)
+    measured = measure([("mobilenet_v2", 32), ("resnet18", 32)], classes=3, schedule=schedule, rounds=1,
+                       window=0.01)
+    assert measured.speed > 0 and set(measured.costs) == {("mobilenet_v2", 32), ("resnet18", 32)}
+    first, second = measured.costs.values()
+    assert min(*first.fold, *first.last, first.test, *second.fold, second.test) > 0
+    assert first.last != first.fold and second.last == second.fold
 
 
 def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path):
     project = make_project(tmp_path / "repo", {})
-    out = cli(project, "init", shop_photos, "--budget-minutes", "10")
+    out = cli(project, "init", shop_photos, "--budget-minutes", "10", "--measure-rounds", "1")
     assert out.returncode == 0, out.stderr
     assert "lite0" in out.stdout and "canvas 100 px" in out.stdout
     for section in params.SECTIONS:
@@ -95,12 +121,18 @@ def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path):
     assert report["train_sources"]["bags"] == 13 and report["oversampled"]["bags"] > 0
 
 
-@pytest.mark.parametrize("setup, why", [("one", "at least 2 categories"), ("empty", "no images")])
-def test_init_refuses_unusable_folders(tmp_path, setup, why):
+@pytest.mark.parametrize("setup, why", [("one", "at least 2 categories"), ("empty", "no images"),
+                                        ("rounds", "--measure-rounds must be at least 1"),
+                                        ("elsewhere", "no params.yaml to start from")])
+def test_init_refuses_unusable_folders_and_flags(tmp_path, setup, why):
     if setup == "one":
         make_image(tmp_path / "shoes" / "a.png", 0, 1)
-    out = run(python_cmd("-m", "fashionclf", "init", str(tmp_path), "--out", str(tmp_path / "p.yaml")),
-              ROOT, check=False)
+    if setup in ("rounds", "elsewhere"):
+        for category in ("shoes", "bags"):
+            make_image(tmp_path / category / "a.png", 0, 1)
+    flags = ["--measure-rounds", "0"] if setup == "rounds" else []
+    out = run(python_cmd("-m", "fashionclf", "init", str(tmp_path), "--out", str(tmp_path / "p.yaml"), *flags),
+              tmp_path if setup == "elsewhere" else ROOT, check=False)
     assert out.returncode == 2 and why in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.yaml").exists()
 
@@ -196,6 +228,40 @@ def test_label_audit_finds_labels_flipped_on_purpose():
         i = paths.index(row["path"])
         assert row["given"] == categories[given[i]] and row["category"] == categories[y[i]]
     assert suspects["label_quality"].is_monotonic_increasing
+
+
+def predictions(x, y, model, categories, name):
+    probs = model.predict_proba(x)
+    return pd.DataFrame({"path": [f"{name}/{i:04d}.png" for i in range(len(y))],
+                         "actual": [categories[k] for k in y],
+                         **{f"p_{c}": probs[:, k] for k, c in enumerate(categories)}})
+
+
+def test_mislabelled_calibration_photos_are_listed_first_with_the_queue_they_hold_back():
+    """Four calibration photos filed under the wrong category, which the model gets right with
+    confidence, count as its confident errors and hold the queue back; the audit lists them first
+    and says how much the queue would label were they corrected."""
+    from fashionclf.report.review import review_report
+    categories = ["bags", "clothing", "shoes"]
+    x, y = make_blobs(n_samples=4000, centers=[[0, 0], [5, 0], [0, 5]], cluster_std=1.0, random_state=5)
+    model = LogisticRegression(max_iter=500).fit(x[:1000], y[:1000])
+    oof = predictions(x[:1000], y[:1000], model, categories, "train")
+    calibration = predictions(x[1000:1400], y[1000:1400], model, categories, "calibration")
+    test = predictions(x[1500:], y[1500:], model, categories, "test")
+    confidence = calibration[[f"p_{c}" for c in categories]].max(axis=1).to_numpy()
+    planted = np.argsort(-confidence)[[3, 7, 12, 20]]  # among the most confident calibration photos
+    for i in planted:
+        calibration.loc[i, "actual"] = categories[(categories.index(calibration.loc[i, "actual"]) + 1) % 3]
+    report, _, suspects = review_report("m", oof, calibration, test, 0.99, 10)
+    assert list(suspects.columns) == SUSPECT_COLUMNS
+    assert set(suspects.loc[suspects["split"] == "calibration", "path"]) >= set(calibration.loc[planted, "path"])
+    assert suspects["split"].iloc[0] == "calibration"
+    held_back, corrected = report["test"], report["calibration_suspects"]["test"]
+    assert report["calibration_suspects"]["n"] >= 4
+    assert held_back["coverage"] < 0.2 < 0.9 < corrected["coverage"] and corrected["precision"] >= 0.985
+    clean, _, _ = review_report("m", oof, predictions(x[1000:1400], y[1000:1400], model, categories, "c"), test,
+                                0.99, 10)
+    assert clean["test"]["coverage"] > 0.9  # the labels as they should be: the queue as the corrected one
 
 
 def test_review_queue_is_chosen_on_the_ensembles_predictions_of_images_no_fold_trained_on(tiny_project):

@@ -1,5 +1,6 @@
-"""Label audit: training images whose given label the out-of-fold predictions contradict
-(confident learning, cleanlab), listed for a reviewer in the format of data/corrections.csv."""
+"""Label audit: images whose given label held-out predictions contradict (confident learning,
+cleanlab), listed for a reviewer in the format of data/corrections.csv: training images by their
+out-of-fold predictions, calibration images by the fold ensemble's."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from cleanlab.rank import get_label_quality_scores
 
 from ..core.scoring import probabilities_of
 
-SUSPECT_COLUMNS = ["path", "category", "given", "label_quality"]
+SUSPECT_COLUMNS = ["path", "category", "given", "label_quality", "split"]
 
 
 def per_image(oof: pd.DataFrame, categories) -> tuple[pd.Series, np.ndarray, np.ndarray]:
@@ -24,15 +25,16 @@ def per_image(oof: pd.DataFrame, categories) -> tuple[pd.Series, np.ndarray, np.
     return given.index.to_series(), given.map(index).to_numpy(), mean.to_numpy()
 
 
-def suspect_labels(oof: pd.DataFrame, categories) -> pd.DataFrame:
-    """Likely mislabelled images, most suspect first: path, the suggested category (the OOF
-    prediction), the given label and cleanlab's label quality (0 = surely wrong, 1 = surely right)."""
-    paths, given, probs = per_image(oof, categories)
+def suspect_labels(held_out: pd.DataFrame, categories, split: str = "training") -> pd.DataFrame:
+    """Likely mislabelled images of ``held_out`` predictions, most suspect first: path, the
+    suggested category (the prediction), the given label, cleanlab's label quality (0 = surely
+    wrong, 1 = surely right) and ``split``."""
+    paths, given, probs = per_image(held_out, categories)
     if len(np.unique(given)) < 2:
         return pd.DataFrame(columns=SUSPECT_COLUMNS)
     issues = find_label_issues(given, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(given, probs)
     names = np.asarray(categories)
     return pd.DataFrame({"path": paths.to_numpy()[issues], "category": names[probs[issues].argmax(1)],
-                         "given": names[given[issues]], "label_quality": quality[issues].round(6)},
-                        columns=SUSPECT_COLUMNS)
+                         "given": names[given[issues]], "label_quality": quality[issues].round(6),
+                         "split": split}, columns=SUSPECT_COLUMNS)
