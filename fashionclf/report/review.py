@@ -13,7 +13,8 @@ import pandas as pd
 from ..core.errors import DataError
 from ..core.stats import rounded_interval, wilson_interval
 from .audit import suspect_labels
-from .calibration import Calibration, categories_of, expected_calibration_error, labelled, reliability_bins, scaled
+from .calibration import (Calibration, categories_of, expected_calibration_error, labelled, reliability_bins, scaled,
+                          select_automatic)
 
 METHOD = "conformal selection (Benjamini-Hochberg on conformal p-values)"
 
@@ -51,18 +52,17 @@ def per_category(y: np.ndarray, predicted: np.ndarray, automatic: np.ndarray, ca
 
 def if_corrected(calibration: pd.DataFrame, y_cal: np.ndarray, p_cal: np.ndarray, suspects: pd.DataFrame,
                  categories, p_test: np.ndarray, y_test: np.ndarray, target_precision: float) -> dict:
-    """The calibration images the audit suspects, and the queue on the test set were their labels
-    the suggested ones. A confident "error" of the ensemble on a mislabelled calibration photo
-    holds back every new photo below its confidence (on real catalogue photos: a handbag filed
-    under accessories and a wallet under shoes kept the queue at 82% where 96% was in reach)."""
-    suggested = dict(zip(suspects.loc[suspects["split"] == "calibration", "path"],
-                         suspects.loc[suspects["split"] == "calibration", "category"]))
-    if not suggested:
+    """The calibration images the audit suspects (``suspects``: its calibration rows), and the queue
+    on the test set were their labels the suggested ones. A confident "error" of the ensemble on a
+    mislabelled calibration photo holds back every new photo below its confidence (on real catalogue
+    photos: a handbag filed under accessories and a wallet under shoes kept the queue at 82% where
+    96% was in reach)."""
+    if suspects.empty:
         return {"n": 0, "test": None}
-    index = {c: k for k, c in enumerate(categories)}
-    fixed = np.array([index[suggested[path]] if path in suggested else y
-                      for path, y in zip(calibration["path"], y_cal)])
-    automatic, _ = Calibration(fixed, p_cal).select(p_test, target_precision)
+    suggested = dict(zip(suspects["path"], suspects["category"].map({c: k for k, c in enumerate(categories)})))
+    relabelled = calibration["path"].map(suggested)
+    fixed = np.where(relabelled.notna(), relabelled, y_cal).astype(int)
+    automatic, _ = select_automatic(p_cal.max(1), p_cal.argmax(1) == fixed, p_test.max(1), target_precision)
     return {"n": len(suggested), "test": queue_split(y_test, p_test.argmax(1), automatic)}
 
 
@@ -81,7 +81,8 @@ def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test
     c_cal, c_test = scaled(p_cal, fit.temperature), scaled(p_test, fit.temperature)
     ece = lambda p, y: expected_calibration_error(p, y, bins)
     # calibration first: its labels set the queue
-    audits = [suspect_labels(calibration, categories, "calibration"), suspect_labels(oof, categories, "training")]
+    calibration_suspects = suspect_labels(calibration, categories, "calibration")
+    audits = [calibration_suspects, suspect_labels(oof, categories, "training")]
     suspects = pd.concat([a for a in audits if len(a)] or audits[:1], ignore_index=True)
     predicted = p_test.argmax(1)
     report = {
@@ -94,8 +95,8 @@ def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test
         "test": queue_split(y_test, predicted, automatic),
         "test_per_category": per_category(y_test, predicted, automatic, categories),
         "suspect_labels": int(len(suspects)),
-        "calibration_suspects": if_corrected(calibration, y_cal, p_cal, suspects, categories, p_test, y_test,
-                                             target_precision),
+        "calibration_suspects": if_corrected(calibration, y_cal, p_cal, calibration_suspects, categories, p_test,
+                                             y_test, target_precision),
     }
     curves = {f"test, raw (ECE {100 * report['ece']['test_before']:.2f}%)": reliability_bins(p_test, y_test, bins),
               f"test, T = {fit.temperature:g} (ECE {100 * report['ece']['test_after']:.2f}%)":

@@ -83,21 +83,26 @@ def scan(root: Path) -> PhotoFolder:
 
 
 class Workload:
-    """A model's training step (Adam, channels-last) and inference pass on a random batch, built once
-    and timed in windows: the mean seconds per image over at least ``window`` seconds (and 2 steps)."""
+    """A training step and an inference pass on one random batch, built once and timed in windows:
+    the mean seconds per image over at least ``window`` seconds (and 2 steps)."""
 
-    def __init__(self, name: str, image_size: int, classes: int, batch: int = 32):
+    def __init__(self, model, optimizer, x, y, warm_up: int = 1):
+        self.model, self.opt, self.x, self.y = model, optimizer, x, y
+        for _ in range(warm_up):  # the first steps allocate: not timed
+            self.train_step()
+
+    @classmethod
+    def of(cls, name: str, image_size: int, classes: int, batch: int = 32) -> "Workload":
+        """``name`` as cv_train trains it: the project's model and optimizer, channels-last."""
         import torch
 
         from ..learn.models import build_model
         from ..learn.train import make_optimizer
         torch.manual_seed(0)
-        self.model = build_model(name, classes, pretrained=False, image_size=image_size).to(
+        model = build_model(name, classes, pretrained=False, image_size=image_size).to(
             memory_format=torch.channels_last)
-        self.opt = make_optimizer(self.model, 1e-3)
-        self.x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
-        self.y = torch.arange(batch) % classes
-        self.train_step()  # the first step allocates: not timed
+        x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+        return cls(model, make_optimizer(model, 1e-3), x, torch.arange(batch) % classes)
 
     def train_step(self):
         import torch
@@ -147,9 +152,12 @@ class Schedule:
 
     @classmethod
     def of(cls, template: dict, folds: int = FOLDS) -> "Schedule":
-        from ..learn.train import fold_threads  # imports torch: not at init's start
-        workers = max(1, min(template["train"]["fold_workers"], folds))
-        threads = fold_threads(folds, workers, template["train"]["threads"])
+        import torch
+
+        from ..learn.train import fold_threads, fold_workers  # import torch: not at init's start
+        train = parse("train", template["train"])
+        workers = fold_workers(train, folds, torch.device("cpu"))
+        threads = fold_threads(folds, workers, train.threads)
         last = threads[-1] if folds % workers else 0
         return cls(folds, workers, threads[0], last, template["evaluate"]["threads"])
 
@@ -179,7 +187,7 @@ def _start_fold_worker(candidates, classes, threads, barrier) -> None:
     import torch
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)  # a spawned worker does not inherit it
-    _FOLD_WORKER.update(loads={key: Workload(*key, classes) for key in candidates}, barrier=barrier)
+    _FOLD_WORKER.update(loads={key: Workload.of(*key, classes) for key in candidates}, barrier=barrier)
 
 
 def _fold_window(task) -> tuple[float, float]:
@@ -212,7 +220,7 @@ def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule,
 def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: float) -> Measured:
     import multiprocessing
 
-    loads = {key: Workload(*key, classes) for key in candidates}
+    loads = {key: Workload.of(*key, classes) for key in candidates}
     speeds, products = [reference_speed(window)], {key: [] for key in candidates}
 
     def paired(values):  # the values against the reading before them and one now after them
@@ -246,20 +254,9 @@ def reference_speed(seconds: float = 2.0) -> float:
     from ..learn.models import torchvision_models
     torch.manual_seed(0)
     model = torchvision_models().resnet18(num_classes=3).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters())
     x = torch.rand(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 3, (64,))
-    images, start = 0, None
-    for k in range(100000):
-        if k == 2:
-            start, images = time.perf_counter(), 0
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        images += 64
-        if start and time.perf_counter() - start > seconds:
-            break
-    return images / (time.perf_counter() - start)
+    load = Workload(model, torch.optim.Adam(model.parameters()), x, torch.randint(0, 3, (64,)), warm_up=2)
+    return len(x) / windowed(load.train_step, seconds)
 
 
 def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int, classes: int, held_out: int,
