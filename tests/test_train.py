@@ -99,6 +99,26 @@ def test_training_is_deterministic():
     assert a["history"] == b["history"]
 
 
+def test_skipping_the_fill_of_new_memory_changes_no_result(monkeypatch):
+    """Deterministic mode without torch's fill of fresh memory (a quarter of a training step): were
+    some op to read memory it had not written, the NaN fill would change the result."""
+    import fashionclf.learn.train as T
+    skipped, a = tiny_run(epochs=2)
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+
+    def filling():
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    monkeypatch.setattr(T, "deterministic_kernels", filling)
+    filled, b = tiny_run(epochs=2)
+    assert torch.utils.deterministic.fill_uninitialized_memory is True
+    monkeypatch.undo()
+    T.deterministic_kernels()
+    assert a["history"] == b["history"] and torch.equal(a["best_probs"], b["best_probs"])
+    assert all(torch.equal(v, filled.state_dict()[k]) for k, v in skipped.state_dict().items())
+
+
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     resume = tmp_path / "fold0.pt"
     _, uninterrupted = tiny_run()
@@ -176,6 +196,12 @@ def test_a_last_round_with_idle_workers_gives_its_folds_their_cores(tmp_path):
     assert fold_threads(7, 4, 2) == [2] * 7  # 3 folds left for 4 workers: no whole core to share
     images, manifest, model = fold_data()
     train = TINY_TRAIN.model_copy(update={"folds": 3, "batch_size": 16, "threads": 1, "fold_workers": 2})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a 2-thread op here once hung a worker forked after it in its first 2-thread op
+    try:
+        torch.nn.functional.conv2d(torch.rand(64, 32, 32, 32), torch.rand(32, 32, 3, 3))
+    finally:
+        torch.set_num_threads(threads)
     result = cross_validate(model, train, images, manifest, tmp_path / "models")
     # read in each worker while it trained
     assert [fold["threads"] for fold in result["metrics"]["folds"]] == [1, 1, 2]

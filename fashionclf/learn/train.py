@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -37,7 +36,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    deterministic_kernels()
+
+
+def deterministic_kernels() -> None:
+    """Deterministic kernels, without torch's default in that mode of filling every new tensor's
+    memory first: no op here reads memory it has not written, so the results are the same bytes,
+    and the fill was a quarter of efficientnet_lite0's training step on CPU (measured)."""
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def light_augment(x: torch.Tensor, train: TrainParams, gen: torch.Generator,
@@ -231,13 +238,26 @@ _WORKER: dict = {}
 
 
 def start_fold_worker(images, labels) -> None:
-    """Pool initializer: the data arrives once per worker (with fork, without a copy), not per fold.
+    """Pool initializer: the data arrives once per worker (in shared memory: without a copy), not per fold.
     Ctrl-C is the stage process's to handle: it leaves the pool, which terminates the workers. A
     worker that died of the SIGINT itself would be replaced by one blocked on the task queue, whose
     lock Pool.terminate then waits for forever (seen: a Ctrl-C'd `dvc repro` hung under load)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
-    _WORKER.update(images=images, labels=labels)
+    _WORKER.update(images=images.numpy() if isinstance(images, torch.Tensor) else images, labels=labels)
+
+
+def worker_context():
+    """Where fold workers start: a fork server on Linux, spawn elsewhere. Not a plain fork: once a
+    process has run a multi-threaded (OpenMP) op, a child forked from it hangs in its first
+    multi-threaded op (seen: a last-round fold on 2 threads, forked from a test process that had
+    trained on 2). The server imports torch once, and the modules that deterministic mode imports
+    (1.2 s, measured), before it runs any op; the workers fork from it."""
+    if sys.platform != "linux":
+        return torch.multiprocessing.get_context("spawn")
+    context = torch.multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "torch._dynamo", "torch._inductor.config"])
+    return context
 
 
 def train_fold_job(job: dict) -> tuple[int, dict, dict]:
@@ -280,13 +300,9 @@ def run_fold_jobs(jobs: list[dict], images, labels, workers: int) -> Iterator[tu
         finally:
             _WORKER.clear()
         return
-    # Before the fork: torch.use_deterministic_algorithms imports inductor's config and with it
-    # dynamo, 1.3 s (measured); done here once, the forked workers inherit it instead of each
-    # importing it again.
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    shared = torch.from_numpy(np.ascontiguousarray(images)).share_memory_()  # one copy, not one per worker
     full = len(jobs) // workers * workers
-    with context.Pool(workers, start_fold_worker, (images, labels)) as pool:
+    with worker_context().Pool(workers, start_fold_worker, (shared, labels)) as pool:
         yield from pool.imap_unordered(train_fold_job, jobs[:full])
         # only now the last round: its folds' extra threads get cores of their own
         yield from pool.imap_unordered(train_fold_job, jobs[full:])  # leaving the block terminates the workers

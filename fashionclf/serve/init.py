@@ -185,8 +185,10 @@ _FOLD_WORKER: dict = {}
 
 def _start_fold_worker(candidates, classes, threads, barrier) -> None:
     import torch
+
+    from ..learn.train import deterministic_kernels
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)  # a spawned worker does not inherit it
+    deterministic_kernels()  # a spawned worker does not inherit it
     _FOLD_WORKER.update(loads={key: Workload.of(*key, classes) for key in candidates}, barrier=barrier)
 
 
@@ -208,17 +210,20 @@ def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule,
     alone varied 10% and the speed 8%. So every round times each cost between two readings, and each
     cost is the median of its products over the rounds, divided by the median speed."""
     import torch
-    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    # as the folds train: deterministic kernels cost efficientnet_lite0 a quarter more on one thread here
-    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    from ..learn.train import deterministic_kernels
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)
+    deterministic_kernels()  # as the folds train
     try:
         return timed_rounds(candidates, classes, schedule, rounds, window)
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
 
 
 def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: float) -> Measured:
-    import multiprocessing
+    from ..learn.train import worker_context
 
     loads = {key: Workload.of(*key, classes) for key in candidates}
     speeds, products = [reference_speed(window)], {key: [] for key in candidates}
@@ -228,7 +233,7 @@ def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: f
         around = (speeds[-2] + speeds[-1]) / 2
         return [v * around for v in values]
 
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    context = worker_context()
     barrier = context.Barrier(schedule.workers)
     with context.Pool(schedule.workers, _start_fold_worker,
                       (candidates, classes, schedule.threads, barrier)) as pool:
