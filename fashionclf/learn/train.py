@@ -300,7 +300,8 @@ def run_fold_jobs(jobs: list[dict], images, labels, workers: int) -> Iterator[tu
         finally:
             _WORKER.clear()
         return
-    shared = torch.from_numpy(np.ascontiguousarray(images)).share_memory_()  # one copy, not one per worker
+    shared = torch.from_numpy(np.empty(images.shape, images.dtype)).share_memory_()
+    shared.numpy()[...] = images  # one copy, not one per worker
     full = len(jobs) // workers * workers
     with worker_context().Pool(workers, start_fold_worker, (shared, labels)) as pool:
         yield from pool.imap_unordered(train_fold_job, jobs[:full])
