@@ -237,14 +237,14 @@ def die_with_parent() -> None:
 _WORKER: dict = {}
 
 
-def start_fold_worker(images, labels) -> None:
+def start_fold_worker(images: torch.Tensor, labels) -> None:
     """Pool initializer: the data arrives once per worker (in shared memory: without a copy), not per fold.
     Ctrl-C is the stage process's to handle: it leaves the pool, which terminates the workers. A
     worker that died of the SIGINT itself would be replaced by one blocked on the task queue, whose
     lock Pool.terminate then waits for forever (seen: a Ctrl-C'd `dvc repro` hung under load)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
-    _WORKER.update(images=images.numpy() if isinstance(images, torch.Tensor) else images, labels=labels)
+    _WORKER.update(images=images.numpy(), labels=labels)
 
 
 def worker_context():

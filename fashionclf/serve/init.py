@@ -29,7 +29,7 @@ SCRATCH_SIZE = 64            # models trained from scratch on a few thousand pho
 TEST_FRACTION = 0.15         # of each category's own photos: reports accuracy with its interval
 CALIBRATION_FRACTION = 0.2   # of each category's own photos, in no fold: where the review queue is chosen
 FOLDS = 3                    # a shop's plan: 5 cost too much, 2 measured worse (docs/own-photos.md)
-PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (6: the old cap, not re-measured)
+PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (9 were worse than 6 on thumbnails)
 MARGIN = 0.05                # budget share kept back for what the estimate misses (runs took 14% less to 7% more)
 MEASURED_OVER_MODELLED = 1.15  # cv_train and test stages, measured / modelled: BatchNorm recalibration, augmentation,
                              # checkpoints, workers' start (1.08, 1.21 and 1.15 for lite0 at 128 px 5 and 4 epochs and
@@ -188,7 +188,7 @@ def _start_fold_worker(candidates, classes, threads, barrier) -> None:
 
     from ..learn.train import deterministic_kernels
     torch.set_num_threads(threads)
-    deterministic_kernels()  # a spawned worker does not inherit it
+    deterministic_kernels()  # a worker started from the fork server does not inherit it
     _FOLD_WORKER.update(loads={key: Workload.of(*key, classes) for key in candidates}, barrier=barrier)
 
 
