@@ -1,17 +1,19 @@
 """Does the metrics gate tell "another machine" from "worse code"? Proves it without a second CPU.
 
 In a fresh clone of HEAD (sharing this repo's DVC cache, so the data stages come from the run cache):
-1. retrain the default pipeline with another training seed and another thread count (2 threads per
-   training fold instead of 1, one fold at a time, and 1 thread for evaluation instead of 2: another
-   float order, as another CPU gives) and run the gate against HEAD: it must pass;
-2. then plant a real regression on top (resnet18 at a hundredth of its learning rate), rerun (only
-   resnet18's stages and what follows them rerun), print what it cost against the committed
-   metrics, and run the gate again: it must fail.
+1. rebuild the default pipeline with unchanged code `--runs` times (default 8), each with another
+   training seed and float order than the committed run and than the spread's runs
+   (bench/seed_spread.py): seeds 50, 51, ..., alternately with the default threads and with 2 threads
+   per training fold (one fold at a time) and 1 for evaluation, as another CPU sums in another order.
+   Each is gated against HEAD: every one must pass;
+2. then plant a real regression on top of the last (resnet18 at a hundredth of its learning rate),
+   rerun (only resnet18's stages and what follows them rerun), print what it cost against the
+   committed metrics, and gate again: it must fail.
 
-    python bench/gate_check.py [--seed 45] [--keep DIR] [--spread reports/spread.json]
+    python bench/gate_check.py [--runs 8] [--keep DIR] [--spread reports/spread.json]
 
-Exits 0 when both verdicts are as expected. Commit first: the clone is of HEAD. With --keep, an
-interrupted run carries on where it stopped.
+Exits 0 when every verdict is as expected. Commit first: the clone is of HEAD. With --keep, an
+interrupted run carries on where it stopped (finished rebuilds are kept in DIR/verdicts.json).
 """
 import argparse
 import json
@@ -32,6 +34,9 @@ REGRESSED_MODEL = "resnet18"
 # measured first: a tenth of resnet18's learning rate made it better (97.63% against 97.00%, seed 45,
 # weights' moving average, 2 epochs); a hundredth leaves it barely trained
 LR_FACTOR = 0.01
+FIRST_SEED = 50  # the spread's runs use seeds 42-46
+DEFAULT_ORDER = {"train.threads": 1, "train.fold_workers": 2, "evaluate.threads": 2}
+OTHER_ORDER = {"train.threads": 2, "train.fold_workers": 1, "evaluate.threads": 1}
 
 
 def sh(cmd, cwd, **kwargs):
@@ -46,9 +51,9 @@ def set_params(repo: Path, overrides: dict) -> None:
 
 
 def repro(repo: Path, label: str) -> float:
-    print(f"=== {label}: dvc repro", flush=True)
+    print(f"=== {label}: dvc repro review", flush=True)
     start = time.perf_counter()
-    sh(["dvc", "repro"], repo)
+    sh(["dvc", "repro", "review"], repo)  # the export is not a metric
     return time.perf_counter() - start
 
 
@@ -58,11 +63,13 @@ def gate(repo: Path, label: str, spread: Path | None = None) -> tuple[int, str]:
     result = subprocess.run([sys.executable, "-m", "fashionclf", "gate", "--against", "HEAD"], cwd=repo,
                             capture_output=True, text=True)
     out = result.stdout + result.stderr
-    rows = [l for l in out.splitlines() if l.startswith("metrics/")]
-    rules = Counter(next((w for w in l.split() if w in ("paired", "spread", "slack")), "none") for l in rows)
+    rows = [line for line in out.splitlines() if line.startswith("metrics/")]
+    rules = Counter(next((w for w in line.split() if w in ("paired", "spread", "reported", "slack")), "none")
+                    for line in rows)
     print(f"\n--- gate, {label}: exit {result.returncode}; rows judged by rule: {dict(rules)}")
-    shown = [l for l in rows if "REGRESSION" in l or f"/{REGRESSED_MODEL}.json" in l and "metrics/review" not in l]
-    header = next((l for l in out.splitlines() if l.startswith("metric ")), "")
+    shown = [line for line in rows if "REGRESSION" in line or "beyond" in line
+             or f"/{REGRESSED_MODEL}.json" in line and "metrics/review" not in line]
+    header = next((line for line in out.splitlines() if line.startswith("metric ")), "")
     print("\n".join([header, *shown]))
     print(out.strip().splitlines()[-1])
     return result.returncode, out
@@ -72,42 +79,75 @@ def accuracy(repo: Path, model: str) -> float:
     return json.loads((repo / "metrics" / "test_clean" / f"{model}.json").read_text())["accuracy"]
 
 
+def rebuilds(runs: int) -> list[dict]:
+    return [{"train.seed": FIRST_SEED + i, **(DEFAULT_ORDER if i % 2 == 0 else OTHER_ORDER)} for i in range(runs)]
+
+
+def clone(root: Path, work: Path) -> Path:
+    repo = work / "gate_check"
+    if not (repo / ".git").is_dir():
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        sh(["git", "clone", "-q", str(root), str(repo)], root)
+        sh(["dvc", "cache", "dir", "--local", str((root / ".dvc" / "cache").resolve())], repo)
+    return repo
+
+
+def unchanged_code(repo: Path, work: Path, runs: int, spread: Path | None) -> list[dict]:
+    """Rebuild and gate each run, keeping every verdict in work/verdicts.json as it comes."""
+    record = work / "verdicts.json"
+    verdicts = json.loads(record.read_text()) if record.is_file() else []
+    for overrides in rebuilds(runs)[len(verdicts):]:
+        set_params(repo, overrides)
+        took = repro(repo, f"unchanged code, {overrides}")
+        code, out = gate(repo, f"{overrides} (must pass)", spread)
+        summary = out.strip().splitlines()[-1]
+        beyond = len(re.findall(r"beyond \(not judged\)", out))
+        verdicts.append({"params": overrides, "exit": code, "gate": summary, "reported_beyond": beyond,
+                         "seconds": round(took), "resnet18_accuracy": accuracy(repo, REGRESSED_MODEL)})
+        record.write_text(json.dumps(verdicts, indent=1))
+    return verdicts
+
+
+def planted(root: Path, repo: Path, spread: Path | None) -> tuple[bool, float]:
+    lr = yaml.safe_load((root / "params.yaml").read_text())["train"]["models"][REGRESSED_MODEL]["lr"]
+    set_params(repo, {f"train.models.{REGRESSED_MODEL}.lr": round(lr * LR_FACTOR, 8)})
+    repro(repo, f"planted regression: {REGRESSED_MODEL} lr {lr} -> {lr * LR_FACTOR:g}")
+    cost = accuracy(root, REGRESSED_MODEL) - accuracy(repo, REGRESSED_MODEL)
+    print(f"\nthe planted regression cost {REGRESSED_MODEL} {100 * cost:.2f} points of clean test accuracy "
+          f"against HEAD: {accuracy(root, REGRESSED_MODEL):.4f} -> {accuracy(repo, REGRESSED_MODEL):.4f}")
+    failed, out = gate(repo, "planted regression (must fail)", spread)
+    caught = [m for m in re.findall(r"(metrics/\S+)\s.*REGRESSION", out) if f"/{REGRESSED_MODEL}.json" in m]
+    print(f"planted regression {'failed' if failed else 'PASSED'} (expected fail) on {len(caught)} "
+          f"{REGRESSED_MODEL} metrics; cost {100 * cost:.2f} points (a fair regression costs >= 1.5)")
+    return failed == 1 and bool(caught) and cost >= 0.015, cost
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=45, help="the retrained run's train.seed (committed: 42)")
+    parser.add_argument("--runs", type=int, default=8, help="rebuilds of unchanged code (default 8)")
     parser.add_argument("--keep", help="folder for the clone (default: a temporary one, removed)")
-    parser.add_argument("--spread", type=Path, help="a spread file to gate with (default: the one at HEAD); "
-                        "read when the gate runs, so it may be written while this retrains")
+    parser.add_argument("--spread", type=Path, help="a spread file to gate with (default: the one at HEAD)")
+    parser.add_argument("--no-planted", action="store_true", help="only the rebuilds of unchanged code")
     args = parser.parse_args()
     root = Path.cwd()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    spread = args.spread.resolve() if args.spread else None
     with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(args.keep or tmp) / "gate_check"
-        if not (repo / ".git").is_dir():
-            repo.parent.mkdir(parents=True, exist_ok=True)
-            sh(["git", "clone", "-q", str(root), str(repo)], root)
-            sh(["dvc", "cache", "dir", "--local", str((root / ".dvc" / "cache").resolve())], repo)
-        lr = yaml.safe_load((root / "params.yaml").read_text())["train"]["models"][REGRESSED_MODEL]["lr"]
-        other_machine = {"train.seed": args.seed, "train.threads": 2, "train.fold_workers": 1, "evaluate.threads": 1}
-        set_params(repo, other_machine)
-        took = repro(repo, f"another seed and float order {other_machine}")
-        spread = args.spread.resolve() if args.spread else None
-        if spread is not None:
-            while not spread.is_file():  # bench/seed_spread.py --write may still be measuring it
-                time.sleep(10)
-        passed, _ = gate(repo, f"retrained with {other_machine} (must pass)", spread)
-        set_params(repo, {f"train.models.{REGRESSED_MODEL}.lr": round(lr * LR_FACTOR, 8)})
-        took_planted = repro(repo, f"planted regression: {REGRESSED_MODEL} lr {lr} -> {lr * LR_FACTOR:g}")
-        cost = accuracy(root, REGRESSED_MODEL) - accuracy(repo, REGRESSED_MODEL)
-        print(f"\nthe planted regression cost {REGRESSED_MODEL} {100 * cost:.2f} points of clean test accuracy "
-              f"against HEAD ({head}): {accuracy(root, REGRESSED_MODEL):.4f} -> {accuracy(repo, REGRESSED_MODEL):.4f}")
-        failed, out = gate(repo, "planted regression (must fail)", spread)
-        caught = [m for m in re.findall(r"(metrics/\S+)\s.*REGRESSION", out) if f"/{REGRESSED_MODEL}.json" in m]
-        print(f"\nrepro {took:.0f} s, then {took_planted:.0f} s; HEAD {head}")
-        ok = passed == 0 and failed == 1 and bool(caught) and cost >= 0.015
-        print(f"gate_check: retrained run {'passed' if passed == 0 else 'FAILED'} (expected pass); planted regression "
-              f"{'failed' if failed else 'PASSED'} (expected fail) on {len(caught)} {REGRESSED_MODEL} metrics; "
-              f"cost {100 * cost:.2f} points (a fair regression costs >= 1.5): {'OK' if ok else 'NOT OK'}")
+        work = Path(args.keep or tmp)
+        repo = clone(root, work)
+        verdicts = unchanged_code(repo, work, args.runs, spread)
+        print(f"\n| rebuild of {head} | gate exit | gate | reported beyond (not judged) | resnet18 clean accuracy | s |")
+        print("|---|---|---|---|---|---|")
+        for v in verdicts:
+            print(f"| {v['params']} | {v['exit']} | {v['gate']} | {v['reported_beyond']} | "
+                  f"{v['resnet18_accuracy']:.4f} | {v['seconds']} |")
+        passed = sum(v["exit"] == 0 for v in verdicts)
+        print(f"\ngate_check: {passed}/{len(verdicts)} rebuilds of unchanged code passed the gate")
+        ok = passed == len(verdicts)
+        if not args.no_planted:
+            caught, _ = planted(root, repo, spread)
+            ok = ok and caught
+        print(f"gate_check at {head}: {'OK' if ok else 'NOT OK'}")
         return 0 if ok else 1
 
 

@@ -7,7 +7,9 @@ committed metrics, the paired McNemar p-values, the best model each run picks, a
 gate says about each rerun. With --write, it records each gated metric's standard deviation over the
 committed run and the variants in reports/spread.json, which the gate's spread rule reads.
 
-    python bench/seed_spread.py [--variants seed43 seed44 threads] [--keep DIR] [--write reports/spread.json]
+    python bench/seed_spread.py [--variants seed43 ...] [--keep DIR] [--write reports/spread.json]
+
+By default 7 variants: with the committed run, 8 runs (the gate's family-wise k needs their number).
 
 Data stages come from DVC's run cache (the clones share this repo's cache); training reruns, so
 each variant costs about one default `dvc repro` of the training stages. Commit first: the clones
@@ -15,7 +17,9 @@ are of HEAD. With --keep, an interrupted run carries on where it stopped, and va
 parallel processes (each its own --variants) before one last run prints the comparison.
 """
 import argparse
+import itertools
 import json
+import math
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,12 +27,18 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from fashionclf.ci.gate import family_k, load_gate_config
 from fashionclf.ci.platform import fingerprint
 from fashionclf.core.preset import set_dotted
 from fashionclf.core.stats import mcnemar_exact
 
-VARIANTS = {"seed43": {"train.seed": 43}, "seed44": {"train.seed": 44},
-            "threads": {"train.threads": 2, "train.fold_workers": 1, "evaluate.threads": 1}}
+# another float order: 2 threads per fold, one fold at a time (2 workers x 2 threads on 2 cores
+# oversubscribe them), and 1 evaluation thread instead of 2, as another CPU sums in another order
+FLOAT_ORDER = {"train.threads": 2, "train.fold_workers": 1, "evaluate.threads": 1}
+# with the committed run, 8 runs: 4 seeds, each also in the other float order (gate_check uses others)
+VARIANTS = {"seed43": {"train.seed": 43}, "seed44": {"train.seed": 44}, "seed46": {"train.seed": 46},
+            "threads": FLOAT_ORDER, "seed43-threads": {"train.seed": 43, **FLOAT_ORDER},
+            "seed44-threads": {"train.seed": 44, **FLOAT_ORDER}, "seed46-threads": {"train.seed": 46, **FLOAT_ORDER}}
 METRICS = [("test_clean", "accuracy"), ("test_clean", "f1"), ("test_clean", "map"), ("test_noise", "accuracy"),
            ("test_noise", "f1"), ("cv", "oof.accuracy"), ("cv", "oof.f1"), ("cv", "oof.log_loss"),
            ("cv", "avg_val_loss")]
@@ -84,9 +94,35 @@ def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path) -
     print(f"wrote {path}: the spread of {sum(map(len, metrics.values()))} metrics over {len(runs)} runs")
 
 
+def held_out_gates(table: pd.DataFrame, runs: list[str], root: Path) -> list[dict]:
+    """The family-wise false-alarm rate, measured out of sample at no extra cost: every ordered pair of
+    runs (baseline a, rerun b) judged as the gate judges a rerun, on the decision metrics, with the sd
+    of the other runs only (neither a nor b) and the k for that many runs."""
+    rules, settings = load_gate_config(root / "metrics_gate.yaml")
+    decisions = []
+    for row in table.to_dict("records"):
+        kind_model, key = row["metric"].split(":")
+        path = f"metrics/{kind_model}.json"
+        rule = next((r for r in rules if r.matches(path, key)), None)
+        if rule is not None and rule.decision:
+            decisions.append((row, rule))
+    k = family_k(settings["family_false_alarm"], len(decisions), len(runs) - 2)
+    verdicts = []
+    for a, b in itertools.permutations(runs, 2):
+        others = [r for r in runs if r not in (a, b)]
+        failed = []
+        for row, rule in decisions:
+            sd = max(float(pd.Series([row[r] for r in others]).std(ddof=1)), rule.sd_floor(row[a]))
+            worse = row[a] - row[b] if rule.direction == "higher" else row[b] - row[a]
+            if worse > k * math.sqrt(2) * sd + 1e-12:
+                failed.append(row["metric"])
+        verdicts.append({"baseline": a, "rerun": b, "k": round(k, 3), "metrics": len(decisions), "failed": failed})
+    return verdicts
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variants", nargs="+", default=["seed43", "seed44", "threads"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--write", help="record the per-model, per-metric spread here (reports/spread.json)")
     parser.add_argument("--keep", help="folder for the clones (default: a temporary one, removed)")
     parser.add_argument("--models", nargs="+", help="compare only these (default: every model)")
@@ -120,6 +156,12 @@ def main():
         print(table.to_markdown(index=False, floatfmt=".4f"))
         if args.write:
             write_spread(Path(args.write), table, ["committed", *runs], root)
+        if not args.models and len(runs) >= 4:  # the other runs of a pair must give an sd (3 at least)
+            held_out = held_out_gates(table, ["committed", *runs], root)
+            failing = [v for v in held_out if v["failed"]]
+            print(f"\nheld-out gates: {len(held_out) - len(failing)}/{len(held_out)} ordered pairs of runs pass on "
+                  f"{held_out[0]['metrics']} decision metrics (sd of the other {len(runs) - 1} runs, "
+                  f"k = {held_out[0]['k']}); failing: {[(v['baseline'], v['rerun'], v['failed']) for v in failing]}")
         print("\nlargest change per metric kind (absolute; losses also as % of the committed value):")
         for kind, key in METRICS:
             part = table[table["metric"].str.startswith(f"{kind}/") & table["metric"].str.endswith(f":{key}")]

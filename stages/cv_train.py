@@ -5,7 +5,7 @@ from fashionclf.core import params
 from fashionclf.core.cli import stage_args, stage_main
 from fashionclf.core.store import load_imageset, write_atomic, write_json
 from fashionclf.learn.inference import set_threads
-from fashionclf.learn.train import cross_validate
+from fashionclf.learn.cv import cross_validate
 from fashionclf.report.tracking import log_training_curves
 
 RESUME_DIR = Path(".fashionclf-resume")

@@ -50,3 +50,17 @@ def test_runners_are_inference_and_calibration_has_one_home():
         text = (ROOT / "fashionclf" / caller).read_text()
         assert "Calibration" in text and "def select_automatic" not in text and "def fit_temperature" not in text
     assert all((ROOT / "fashionclf" / sub / "__init__.py").stat().st_size == 0 for sub in FLOOR)
+
+
+def test_no_module_level_mutable_state_hands_data_between_processes():
+    """Workers get their data as arguments (learn/folds.py), never through a module global that an
+    initializer fills: such a hand-off cannot be followed by a reader, nor reused by another runner."""
+    found = []
+    for path in sorted((ROOT / "fashionclf").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            empty_container = isinstance(value, (ast.Dict, ast.List, ast.Set)) and not (
+                getattr(value, "keys", None) or getattr(value, "elts", None))
+            if empty_container:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"module-level empty containers (filled at run time): {found}"

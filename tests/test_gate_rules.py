@@ -116,11 +116,48 @@ def test_spread_file_round_trip(tmp_path):
     import json
     (tmp_path / "spread.json").write_text(json.dumps({"commit": "abc", "runs": 4, "metrics": {
         PATH: {"accuracy": {"values": [0.97, 0.968, 0.972, 0.97], "sd": 0.001633}, "f1": {"values": [], "sd": None}}}}))
-    spread = gate.load_spread(tmp_path / "spread.json", 4)
-    assert spread.of(PATH, "accuracy") == 0.001633 and spread.of(PATH, "f1") is None
+    spread = gate.load_spread(tmp_path / "spread.json")
+    assert spread.of(PATH, "accuracy") == 0.001633 and spread.of(PATH, "f1") is None and spread.runs == 4
     assert spread.of("metrics/cv/x.json", "accuracy") is None
-    assert gate.load_spread(tmp_path / "missing.json", 4) is None
+    assert gate.load_spread(tmp_path / "missing.json") is None
     rules, settings = gate.load_gate_config("metrics_gate.yaml")
-    assert settings == {"spread": "reports/spread.json", "k": 4.0}
+    assert settings == {"spread": "reports/spread.json", "family_false_alarm": 0.05}
+    decisions = {(r.files, r.key) for r in rules if r.decision}
+    assert decisions == {("metrics/test_clean/*.json", "accuracy"), ("metrics/test_clean/*.json", "f1"),
+                         ("metrics/test_noise/*.json", "accuracy"), ("metrics/test_noise/*.json", "f1"),
+                         ("metrics/cv/*.json", "oof.f1"), ("metrics/review.json", "test.precision"),
+                         ("metrics/review.json", "test.coverage")}
     assert all(r.models == "models/{name}" for r in rules if r.files.startswith(("metrics/test_", "metrics/cv")))
     assert all(r.models == "models/*" for r in rules if r.files == "metrics/review.json")
+
+
+def test_k_holds_the_family_wise_false_alarm_rate():
+    from scipy.stats import t
+    k = gate.family_k(0.05, 27, runs=8)
+    assert 4.2 < k < 4.3 and math.isclose(27 * t.sf(k, df=7), 0.05)
+    assert gate.family_k(0.05, 1, runs=8) < k < gate.family_k(0.05, 27, runs=4)  # fewer runs: wider
+    with pytest.raises(ValueError, match="2 runs"):
+        gate.family_k(0.05, 27, runs=2)
+
+
+def test_simulated_reruns_of_unchanged_code_fail_at_most_at_the_family_rate():
+    """Draw 8 'runs' to measure sd, a baseline and a rerun per metric, for 27 metrics with the true
+    sd; count gates that fail any metric. Bonferroni promises <= 5%; independent metrics come close."""
+    rng = np.random.default_rng(0)
+    trials, metrics, runs = 4000, 27, 8
+    k = gate.family_k(0.05, metrics, runs)
+    sd = rng.normal(size=(trials, metrics, runs)).std(axis=2, ddof=1)
+    baseline, rerun = rng.normal(size=(2, trials, metrics))
+    failed = ((baseline - rerun) > k * np.sqrt(2) * sd).any(axis=1).mean()
+    assert 0.02 < failed <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / trials)
+
+
+def test_non_decision_metrics_are_reported_not_judged():
+    rule = gate.Rule("metrics/cv/*.json", "oof.accuracy", "higher", 0.025, False, None, "mcnemar",
+                     "models/{name}", 0.002, decision=False)
+    spread = gate.Spread({"metrics/cv/resnet18.json": {"oof.accuracy": 0.002}}, k=4)
+    row = gate.judge("metrics/cv/resnet18.json", "oof.accuracy", 0.97, 0.90, [rule], None, spread, Trained(False))
+    assert row["rule"] == "reported" and row["verdict"] == "beyond (not judged)"
+    assert not row["verdict"].startswith("REGRESSION")
+    assert gate.judged_by_spread({"metrics/cv/resnet18.json": {"oof.accuracy": (0.97, 0.9)},
+                                  PATH: {"accuracy": (0.97, 0.96)}}, [rule, *RULES], SPREAD, Trained(False)) == 1

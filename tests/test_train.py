@@ -10,7 +10,8 @@ from fashionclf.core.params import ModelParams, TrainParams
 
 DEFAULT_TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
 from fashionclf.learn.inference import to_pixels, to_tensor
-from fashionclf.learn.train import grouped_folds, train_fold
+from fashionclf.learn.cv import grouped_folds
+from fashionclf.learn.train import train_fold
 
 
 def toy_data(n_groups=30, variants=3, size=16, seed=0):
@@ -169,7 +170,7 @@ def test_folds_trained_at_once_in_workers_equal_folds_trained_one_after_another(
     """Each fold is seeded on its own, so with the same thread counts the workers change the speed,
     never the result."""
     from fashionclf.learn.checkpoint import load_folds
-    from fashionclf.learn.train import cross_validate
+    from fashionclf.learn.cv import cross_validate
 
     images, manifest, model = fold_data()
     train = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "threads": 1})
@@ -187,7 +188,8 @@ def test_folds_trained_at_once_in_workers_equal_folds_trained_one_after_another(
 
 
 def test_a_last_round_with_idle_workers_gives_its_folds_their_cores(tmp_path):
-    from fashionclf.learn.train import cross_validate, fold_threads
+    from fashionclf.learn.cv import cross_validate
+    from fashionclf.learn.folds import fold_threads
 
     assert fold_threads(3, 2, 1) == [1, 1, 2]
     assert fold_threads(5, 2, 1) == [1, 1, 1, 1, 2]

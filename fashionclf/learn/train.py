@@ -1,5 +1,5 @@
-"""Training: a small train_one_epoch / validate pair, grouped stratified CV, resumable folds and
-out-of-fold predictions (the data the best model is chosen on, and calibration fits on).
+"""Training one fold: a small train_one_epoch / validate pair, the weights' moving average, precise
+BatchNorm and resume points. Cross-validation over folds is learn/cv.py; running fold jobs, learn/folds.py.
 
 Images arrive as uint8 arrays decoded once by clean. They stay uint8, on the training device
 (a GPU holds the whole set), and each batch is converted and augmented where it is; the loss is
@@ -7,29 +7,18 @@ summed on the device too, so a step never waits for the host (see bench/train_th
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
-import signal
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
-from tqdm import tqdm
 
-from ..core.errors import DataError, assert_disjoint
 from ..core.params import ModelParams, TrainParams
-from ..core.scoring import classification_metrics, predictions_table
-from ..core.store import atomic_dir
-from .checkpoint import FoldCheckpoint
-from .inference import as_float, autocast, pick_device, predict_proba, to_pixels
-from .models import build_for_weights, build_model, count_macs, count_parameters, normalization
+from .inference import as_float, autocast, predict_proba
+from .models import build_model
 
 
 def seed_everything(seed: int) -> None:
@@ -141,25 +130,6 @@ def validate(model, x, y, batch_size, device) -> tuple[float, float, torch.Tenso
     return loss, (probs.argmax(1) == y).float().mean().item(), probs
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int):
-    """StratifiedGroupKFold splits; every category needs at least ``folds`` source images."""
-    for category in np.unique(labels):
-        n_groups = len(np.unique(groups[labels == category]))
-        if n_groups < folds:
-            raise DataError(f"category index {category} has {n_groups} source images, fewer than "
-                            f"train.folds={folds}")
-    from sklearn.model_selection import StratifiedGroupKFold  # slow import: only where needed
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    splits = list(splitter.split(np.zeros(len(labels)), labels, groups))
-    for k, (train_idx, val_idx) in enumerate(splits):
-        assert_disjoint(groups[train_idx], groups[val_idx], f"fold {k}")
-    return splits
-
-
-def fingerprint(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def save_resume_point(path: Path, model, optimizer, scheduler, gen, state, ema=None, noise_gen=None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -224,144 +194,3 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
             save_resume_point(resume_path, model, optimizer, scheduler, gen, state, ema, noise_gen)
     evaluated.load_state_dict(state["best_state"])
     return evaluated.cpu(), state
-
-
-def die_with_parent() -> None:
-    """Linux: a fold worker gets SIGKILL when the stage process dies (kill -9, the OOM killer),
-    instead of training on, orphaned, and writing resume points that a rerun is about to use."""
-    if sys.platform == "linux":
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-
-
-_WORKER: dict = {}
-
-
-def start_fold_worker(images: torch.Tensor, labels) -> None:
-    """Pool initializer: the data arrives once per worker (in shared memory: without a copy), not per fold.
-    Ctrl-C is the stage process's to handle: it leaves the pool, which terminates the workers. A
-    worker that died of the SIGINT itself would be replaced by one blocked on the task queue, whose
-    lock Pool.terminate then waits for forever (seen: a Ctrl-C'd `dvc repro` hung under load)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent()
-    _WORKER.update(images=images.numpy(), labels=labels)
-
-
-def worker_context():
-    """Where fold workers start: a fork server on Linux, spawn elsewhere. Not a plain fork: once a
-    process has run a multi-threaded (OpenMP) op, a child forked from it hangs in its first
-    multi-threaded op (seen: a last-round fold on 2 threads, forked from a test process that had
-    trained on 2). The server imports torch once, and the modules that deterministic mode imports
-    (1.2 s, measured), before it runs any op; the workers fork from it."""
-    if sys.platform != "linux":
-        return torch.multiprocessing.get_context("spawn")
-    context = torch.multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "torch._dynamo", "torch._inductor.config"])
-    return context
-
-
-def train_fold_job(job: dict) -> tuple[int, dict, dict]:
-    """One fold, in a worker or in this process: (fold, weights of the best epoch, its state)."""
-    images, labels = _WORKER["images"], _WORKER["labels"]
-    train_idx, val_idx = job["train_idx"], job["val_idx"]
-    # uint8 pixels: each batch becomes floats on the training device (as_float), bit for bit the
-    # values that converting the whole set first gives
-    x_train, x_val = to_pixels(images[train_idx]), to_pixels(images[val_idx])
-    y = torch.from_numpy(labels.copy()).long()
-    torch.set_num_threads(job["threads"])
-    model, state = train_fold(job["model_params"], job["train"], job["categories"], x_train, y[train_idx],
-                              x_val, y[val_idx], job["fold"], job["device"], job["resume"])
-    state.pop("best_state")  # the model holds it
-    state["threads"] = torch.get_num_threads()
-    return job["fold"], model.state_dict(), state
-
-
-def fold_workers(train: TrainParams, folds: int, device) -> int:
-    return min(train.fold_workers, folds) if device.type == "cpu" else 1
-
-
-def fold_threads(folds: int, workers: int, threads: int) -> list[int]:
-    """Each fold's thread count on CPU: ``threads``, but a last round with fewer folds than workers
-    shares the idle workers' cores (3 folds on 2 workers: the third trains with 2 threads; on 2 cores
-    that trained efficientnet_lite0 at 128 px 1.53x faster than 1 thread). Float results depend
-    on the thread count, so this is a function of the params, not of the timing."""
-    full = folds // workers * workers
-    last = folds - full
-    return [threads if k < full else threads * (workers // last) for k in range(folds)]
-
-
-def run_fold_jobs(jobs: list[dict], images, labels, workers: int) -> Iterator[tuple[int, dict, dict]]:
-    """Train the folds: ``workers`` processes at once, round by round, each fold with its job's
-    threads; one after another in this process on a GPU (or with one worker)."""
-    if workers == 1:
-        _WORKER.update(images=images, labels=labels)
-        try:
-            yield from map(train_fold_job, jobs)
-        finally:
-            _WORKER.clear()
-        return
-    shared = torch.from_numpy(np.empty(images.shape, images.dtype)).share_memory_()
-    shared.numpy()[...] = images  # one copy, not one per worker
-    full = len(jobs) // workers * workers
-    with worker_context().Pool(workers, start_fold_worker, (shared, labels)) as pool:
-        yield from pool.imap_unordered(train_fold_job, jobs[:full])
-        # only now the last round: its folds' extra threads get cores of their own
-        yield from pool.imap_unordered(train_fold_job, jobs[full:])  # leaving the block terminates the workers
-
-
-def cross_validate(model_params: ModelParams, train: TrainParams, images: np.ndarray, manifest: pd.DataFrame,
-                   out_dir: Path, resume_dir: Path | None = None) -> dict:
-    """Train ``train.folds`` models into out_dir/fold<k>.pt; return CV metrics (out-of-fold accuracy
-    and macro F1 with 95% intervals), the training curves and the out-of-fold predictions."""
-    categories = sorted(manifest["category"].unique())
-    labels = manifest["category"].map({c: i for i, c in enumerate(categories)}).to_numpy()
-    groups = manifest["group"].astype(str).to_numpy()
-    splits = grouped_folds(labels, groups, train.folds, train.seed)
-    device = pick_device(train.device, "params.yaml: train.device")
-    mean, std = normalization(model_params.name)
-    preprocessing = {"canvas_size": int(images.shape[1]), "image_size": model_params.image_size,
-                     "input": "RGB float in [0, 1], letterboxed to canvas_size; the model resizes to image_size",
-                     "mean": list(mean), "std": list(std)}
-    run_params = {"model": model_params.model_dump(), "train": train.model_dump(exclude={"models", "fold_workers"})}
-    workers = fold_workers(train, len(splits), device)
-    threads = fold_threads(len(splits), workers, train.threads)
-    key = fingerprint(run_params, threads, len(images),
-                      hashlib.sha1(np.ascontiguousarray(images[:: max(1, len(images) // 64)]).tobytes()).hexdigest())
-    jobs = [{"fold": k, "train_idx": train_idx, "val_idx": val_idx, "model_params": model_params, "train": train,
-             "categories": categories, "device": device, "threads": threads[k],
-             "resume": resume_dir / key / f"fold{k}.pt" if resume_dir else None}
-            for k, (train_idx, val_idx) in enumerate(splits)]
-    oof = np.zeros((len(images), len(categories)))
-    oof_fold = np.zeros(len(images), dtype=int)
-    folds = {}
-    with atomic_dir(out_dir) as tmp:  # the fold checkpoints appear together or not at all
-        finished = run_fold_jobs(jobs, images, labels, workers)
-        for k, weights, state in tqdm(finished, total=len(jobs), desc=f"cv {model_params.name}"):
-            FoldCheckpoint(model_params.name, weights, categories, preprocessing, run_params, k,
-                           state["best_epoch"], state["best_loss"], state["history"]).save(tmp / f"fold{k}.pt")
-            val_idx = splits[k][1]
-            oof[val_idx] = state["best_probs"].numpy()
-            oof_fold[val_idx] = k
-            folds[k] = state
-    if resume_dir and (resume_dir / key).is_dir():
-        for f in (resume_dir / key).iterdir():
-            f.unlink()
-        (resume_dir / key).rmdir()
-    states = [folds[k] for k in range(len(jobs))]
-    per_image_loss = -np.log(np.clip(oof[np.arange(len(labels)), labels], 1e-12, None))
-    out_of_fold = classification_metrics(labels, oof, categories)
-    out_of_fold.pop("per_class")
-    model = build_for_weights(model_params.name, len(categories), model_params.image_size)
-    metrics = {"avg_val_loss": round(float(np.mean([s["best_loss"] for s in states])), 6),
-               "best_fold_loss": min(round(s["best_loss"], 6) for s in states),
-               "oof": {"log_loss": round(float(per_image_loss.mean()), 6), **out_of_fold},
-               "parameters": count_parameters(model), "macs": count_macs(model, model_params.image_size),
-               "image_size": model_params.image_size,
-               "folds": [{"val_loss": round(s["best_loss"], 6), "val_accuracy": round(s["best_accuracy"], 6),
-                          "epochs": s["epoch"], "threads": s["threads"]} for s in states]}
-    table = predictions_table(manifest["path"], labels, oof, categories)
-    table.insert(1, "copy", manifest["copy"].to_numpy())
-    table.insert(2, "variant", manifest["variant"].to_numpy())
-    table.insert(3, "fold", oof_fold)
-    return {"metrics": metrics, "history": [row for s in states for row in s["history"]], "oof": table,
-            "device": str(device)}

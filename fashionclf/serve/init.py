@@ -4,6 +4,7 @@ time budget stated at the reference speed (250 img/s of bench/ref_speed.py), and
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -39,6 +40,7 @@ MAX_PER_CLASS = 800          # training images per category, beyond which time g
 SIZE_SAMPLE = 40             # photos per category whose sizes are read
 MEASURE_ROUNDS = 4           # paired readings of each cost against the reference workload; init takes their median
 MEASURE_WINDOW_S = 0.5       # seconds per timed window (a cost, a reference reading)
+FOLD_START_DELAY_S = 1.0     # the fold workers' windows start together this long after they are handed out
 
 
 @dataclass
@@ -143,7 +145,7 @@ def windowed(fn, window: float) -> float:
 class Schedule:
     """How the stages run a model, which is what init times: ``workers`` fold processes at once with
     ``threads`` each, then the folds of a short last round alone with ``last_threads`` (0: no such
-    round; learn.train.fold_threads), and the test stages with ``eval_threads``."""
+    round; learn.folds.fold_threads), and the test stages with ``eval_threads``."""
     folds: int
     workers: int
     threads: int
@@ -154,7 +156,7 @@ class Schedule:
     def of(cls, template: dict, folds: int = FOLDS) -> "Schedule":
         import torch
 
-        from ..learn.train import fold_threads, fold_workers  # import torch: not at init's start
+        from ..learn.folds import fold_threads, fold_workers  # import torch: not at init's start
         train = parse("train", template["train"])
         workers = fold_workers(train, folds, torch.device("cpu"))
         threads = fold_threads(folds, workers, train.threads)
@@ -180,22 +182,22 @@ class Measured:
     costs: dict[tuple[str, int], Costs]
 
 
-_FOLD_WORKER: dict = {}
-
-
-def _start_fold_worker(candidates, classes, threads, barrier) -> None:
+@functools.lru_cache(maxsize=None)
+def _fold_workload(name: str, image_size: int, classes: int, threads: int) -> Workload:
+    """A fold process's workload, built once per process as cv_train builds a fold's model once."""
     import torch
 
     from ..learn.train import deterministic_kernels
     torch.set_num_threads(threads)
     deterministic_kernels()  # a worker started from the fork server does not inherit it
-    _FOLD_WORKER.update(loads={key: Workload.of(*key, classes) for key in candidates}, barrier=barrier)
+    return Workload.of(name, image_size, classes)
 
 
 def _fold_window(task) -> tuple[float, float]:
-    key, window = task
-    _FOLD_WORKER["barrier"].wait()  # all workers at once, as cv_train's folds train (one task each)
-    return _FOLD_WORKER["loads"][key].seconds_per_image(window)
+    key, classes, threads, window, start_at = task
+    load = _fold_workload(*key, classes, threads)
+    time.sleep(max(0.0, start_at - time.time()))  # all workers at once, as cv_train's folds train
+    return load.seconds_per_image(window)
 
 
 def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule, rounds: int = MEASURE_ROUNDS,
@@ -223,7 +225,7 @@ def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule,
 
 
 def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: float) -> Measured:
-    from ..learn.train import worker_context
+    from ..learn.folds import start_worker, worker_context
 
     loads = {key: Workload.of(*key, classes) for key in candidates}
     speeds, products = [reference_speed(window)], {key: [] for key in candidates}
@@ -233,13 +235,11 @@ def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: f
         around = (speeds[-2] + speeds[-1]) / 2
         return [v * around for v in values]
 
-    context = worker_context()
-    barrier = context.Barrier(schedule.workers)
-    with context.Pool(schedule.workers, _start_fold_worker,
-                      (candidates, classes, schedule.threads, barrier)) as pool:
+    with worker_context().Pool(schedule.workers, start_worker) as pool:
         for _ in range(rounds):
             for k, (key, load) in enumerate(loads.items()):
-                fold = pool.map(_fold_window, [(key, window)] * schedule.workers, chunksize=1)
+                task = (key, classes, schedule.threads, window, time.time() + FOLD_START_DELAY_S)
+                fold = pool.map(_fold_window, [task] * schedule.workers, chunksize=1)
                 row = paired([statistics.mean(f[i] for f in fold) for i in (0, 1)])
                 last = (load.seconds_per_image(window, schedule.last_threads)
                         if schedule.last_threads and k == 0 else None)
