@@ -207,3 +207,33 @@ def test_a_last_round_with_idle_workers_gives_its_folds_their_cores(tmp_path):
     result = cross_validate(model, train, images, manifest, tmp_path / "models")
     # read in each worker while it trained
     assert [fold["threads"] for fold in result["metrics"]["folds"]] == [1, 1, 2]
+
+
+def test_folds_on_ray_are_byte_identical_to_the_local_pool(tmp_path, monkeypatch):
+    """cv_train with RAY_ADDRESS set: one Ray task per fold on a local 2-CPU Ray, the images through
+    the object store, the last round's fold on 2 threads as locally; the same bytes as the pool."""
+    import ray
+
+    from fashionclf.learn.cv import cross_validate, fold_runner
+    from fashionclf.learn.folds import run_locally
+    from fashionclf.learn.ray_folds import run_on_ray
+
+    images, manifest, model = fold_data()
+    train = TINY_TRAIN.model_copy(update={"folds": 3, "batch_size": 16, "threads": 1, "fold_workers": 2})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert fold_runner() is run_locally
+    local = cross_validate(model, train, images, manifest, tmp_path / "local")
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    assert fold_runner() is run_on_ray
+    # Ray runs its workers at nice 15 by default: beside another test's process they crawl (4x here)
+    monkeypatch.setenv("RAY_worker_niceness", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = cross_validate(model, train, images, manifest, tmp_path / "ray")
+    finally:
+        ray.shutdown()
+    assert [fold["threads"] for fold in on_ray["metrics"]["folds"]] == [1, 1, 2]
+    assert on_ray["metrics"] == local["metrics"] and on_ray["history"] == local["history"]
+    assert on_ray["oof"].equals(local["oof"])
+    for k in range(3):
+        assert (tmp_path / "ray" / f"fold{k}.pt").read_bytes() == (tmp_path / "local" / f"fold{k}.pt").read_bytes()

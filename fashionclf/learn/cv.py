@@ -64,11 +64,19 @@ def preprocessing_of(model_params: ModelParams, images: np.ndarray) -> dict:
             "mean": list(mean), "std": list(std)}
 
 
+def fold_runner():
+    """Where the folds train: Ray tasks when RAY_ADDRESS names a cluster, else the local pool."""
+    from .ray_folds import ray_address, run_on_ray
+    return run_on_ray if ray_address() else run_locally
+
+
 def cross_validate(model_params: ModelParams, train: TrainParams, images: np.ndarray, manifest: pd.DataFrame,
-                   out_dir: Path, resume_dir: Path | None = None, runner=run_locally) -> dict:
+                   out_dir: Path, resume_dir: Path | None = None, runner=None) -> dict:
     """Train ``train.folds`` models into out_dir/fold<k>.pt; return CV metrics (out-of-fold accuracy
     and macro F1 with 95% intervals), the training curves and the out-of-fold predictions.
-    ``runner(jobs, images, labels, workers)`` yields (fold, weights, state) as folds finish."""
+    ``runner(jobs, images, labels, workers)`` (default ``fold_runner()``) yields (fold, weights,
+    state) as folds finish."""
+    runner = runner or fold_runner()
     categories = sorted(manifest["category"].unique())
     labels = manifest["category"].map({c: i for i, c in enumerate(categories)}).to_numpy()
     splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, train.seed)
