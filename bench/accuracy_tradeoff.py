@@ -22,7 +22,7 @@ import torch
 from fashionclf.core import params
 from fashionclf.report.evaluation import add_noise
 from fashionclf.learn.inference import pick_device, set_threads, to_tensor
-from fashionclf.serve.init import REFERENCE_SPEED, reference_speed
+from fashionclf.learn.timing import REFERENCE_SPEED, reference_speed
 from fashionclf.core.stats import wilson_interval
 from fashionclf.core.store import load_imageset
 from fashionclf.learn.train import train_fold, validate

@@ -7,7 +7,7 @@
 #   four files from the Debian package.
 # There (the device tool carries .gpu/ along):             bash bench/gpu_reference.sh
 #   installs the wheels into .gpu/site, applies configs/gpu_reference.yaml to params.yaml, runs
-#   every stage of dvc.yaml in order (bench/run_stages.py: DVC itself is not there), then the
+#   every stage of dvc.yaml in order (tools/run_stages.py: DVC itself is not there), then the
 #   training throughput bench, and copies metrics, reports, timings and logs to $OUT (or gpu_out/).
 # Training curves and confusion matrices are written without DVCLive there (report/tracking.py).
 set -euo pipefail
@@ -34,7 +34,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 $PY -m fashionclf preset configs/gpu_reference.yaml
 SECONDS=0
-$PY bench/run_stages.py --timings "$OUT/timings.json"
+$PY tools/run_stages.py --timings "$OUT/timings.json"
 echo "reference pipeline, fetch to export: ${SECONDS} s"
 cp -r metrics reports "$OUT/"
 $PY bench/train_throughput.py --images 2048 --repeats 3 --batch-sizes 64 256 | tee "$OUT/throughput.md"

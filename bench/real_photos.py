@@ -32,7 +32,8 @@ from fashionclf.core.params import DROP, NEEDS_REVIEW  # noqa: E402
 from fashionclf.data.label import read_corrections  # noqa: E402
 from fashionclf.core.preset import set_dotted  # noqa: E402
 from fashionclf.report.review import share as share_with_interval  # noqa: E402
-from fashionclf.serve.init import REFERENCE_SPEED, category_name  # noqa: E402
+from fashionclf.learn.timing import REFERENCE_SPEED  # noqa: E402
+from fashionclf.serve.init import category_name  # noqa: E402
 
 
 def sh(cmd, cwd):

@@ -13,7 +13,7 @@ pipeline against its own bare compute instead.
 """
 import argparse
 
-from fashionclf.serve.init import reference_speed  # the workload, defined once: init reads it too
+from fashionclf.learn.timing import reference_speed  # the workload, defined once: init reads it too
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -5,7 +5,7 @@ import sys
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tools"))
 from run_stages import expanded_commands  # noqa: E402
 
 from fashionclf.report import tracking  # noqa: E402

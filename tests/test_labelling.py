@@ -22,7 +22,8 @@ from fashionclf.learn.inference import Ensemble
 from fashionclf.report.calibration import (Calibration, conformal_p_values, expected_calibration_error,
                                            fit_temperature, scaled, select_automatic)
 from fashionclf.report.evaluation import load_test_set
-from fashionclf.serve.init import Costs, Schedule, measure, plan, scan
+from fashionclf.learn.timing import Costs, Schedule, measure
+from fashionclf.serve.init import plan, scan
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
 

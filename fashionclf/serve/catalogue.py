@@ -4,12 +4,12 @@ Ray does the distribution: it reads the image list, runs the model in an actor p
 actor, ``map_batches`` with a class), streams the scores to Parquet and shows the progress. This
 module only says what each step computes:
 
-1. ``list_paths``: image URIs from folders, globs or manifests (CSV or Parquet with a path
-   column), on the local disk, pyarrow's filesystems (``s3://``, ``gs://``) or any fsspec one.
+1. ``list_paths`` (serve/sources.py): image URIs from folders, globs or manifests (CSV or Parquet
+   with a path column), on the local disk, pyarrow's filesystems (``s3://``, ``gs://``) or any fsspec one.
 2. ``Scorer`` (the actor): stat and read each file, decode it with the imaging rules of training
    (canvas, letterbox), run the fold ensemble (torch) or its ONNX export, and return the raw
    probabilities, or an error for a file that is not a usable image. One row in, one row out.
-3. The scores of each run go under ``OUT/scores/<model version>/``. A rerun skips every image whose
+3. The scores of each run go under ``OUT/scores/<model version>/`` (serve/label_store.py). A rerun skips every image whose
    key (path, size, mtime) is already scored by the same model version, so a killed job loses at
    most the batches in flight.
 4. Deciding: every scored image not yet in ``OUT/labels`` is decided in one batch, as ``predict``
@@ -19,133 +19,24 @@ module only says what each step computes:
 """
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
-import os
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 
 from ..core.errors import DataError, ImageRejected
 from ..core.params import NEEDS_REVIEW
-from ..data.imaging import NOT_A_FILE, UNREADABLE, decode
 from ..learn.onnx_runner import LABELS_FILE, ONNX_FILE
+from .label_store import SCORES, now, parquet_files, scored_keys, undecided, write_batch, write_run_report
 from .predict import Predictor, calibration_csv, decisions, review_args_problems
+from .sources import Filesystems, as_dataset, filesystem, is_uri, list_paths, read_image, stat
 
-SCORES, LABELS = "scores", "labels"
-MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
-
-
-# --- where the images are --------------------------------------------------------------------
-
-def is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """(pyarrow filesystem, path inside it) for a local path or a URI: pyarrow's own filesystems
-    (s3, gs, hdfs, file) where it has one, else any fsspec filesystem (http, memory, abfs, ...)
-    through pyarrow's fsspec adapter."""
-    if not is_uri(path):
-        return pafs.LocalFileSystem(), str(Path(path).absolute())
-    try:
-        return pafs.FileSystem.from_uri(path)
-    except pa.ArrowInvalid:  # "Unrecognized filesystem type": not one of pyarrow's own
-        import fsspec
-
-        fs, inside = fsspec.core.url_to_fs(path)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), inside
-
-
-class Filesystems:
-    """One filesystem per URI scheme, made once per process (an S3 client is not free)."""
-
-    def __init__(self):
-        self.by_scheme = {}
-
-    def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
-        if not is_uri(uri):
-            return filesystem(uri)
-        scheme = uri.split("://", 1)[0]
-        if scheme not in self.by_scheme:
-            self.by_scheme[scheme] = filesystem(uri)[0]
-        fs = self.by_scheme[scheme]
-        if isinstance(fs, pafs.PyFileSystem):
-            return fs, fs.handler.fs._strip_protocol(uri)
-        return fs, uri.split("://", 1)[1]
-
-
-def as_given(item: str, found: str) -> str:
-    """A listed file as the user would write it: with the URI's scheme, or, for local paths, absolute
-    or relative to the working directory as ``item`` was (as predict writes them)."""
-    if is_uri(item):
-        return f"{item.split('://', 1)[0]}://{found}"
-    return found if Path(item).is_absolute() else os.path.relpath(found)
-
-
-def list_files(item: str) -> list[str]:
-    """The files of a folder (recursively), a glob (``*``, ``?``, ``[``; ``**`` crosses folders) or
-    a single file, sorted."""
-    fs, inside = filesystem(item)
-    if any(ch in inside for ch in "*?["):
-        base = inside[:min(inside.index(ch) for ch in "*?[" if ch in inside)].rsplit("/", 1)[0]
-        pattern = inside.replace("**/", "*")  # fnmatch's * already crosses '/'
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-        return sorted(as_given(item, i.path) for i in infos
-                      if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, pattern))
-    info = fs.get_file_info(inside)
-    if info.type == pafs.FileType.Directory:
-        infos = fs.get_file_info(pafs.FileSelector(inside, recursive=True))
-        return sorted(as_given(item, i.path) for i in infos if i.type != pafs.FileType.Directory)
-    return [item]  # a file, or a path that does not exist (scored as an error, never dropped)
-
-
-def read_manifest(item: str, path_column: str) -> list[str]:
-    """The path column of a CSV or Parquet manifest, on any pyarrow filesystem."""
-    import pyarrow.csv as pacsv
-
-    fs, inside = filesystem(item)
-    if item.lower().endswith(".csv"):
-        with fs.open_input_stream(inside) as stream:
-            table = pacsv.read_csv(stream, convert_options=pacsv.ConvertOptions(
-                column_types={path_column: pa.string()}))
-    else:
-        table = pq.read_table(inside, filesystem=fs)
-    if path_column not in table.column_names:
-        raise ValueError(f"manifest {item} has no {path_column!r} column (--path-column)")
-    return [str(p) for p in table.column(path_column).to_pylist() if p is not None and str(p).strip()]
-
-
-def list_paths(inputs, path_column: str = "path") -> list[str]:
-    """Every image path or URI named by ``inputs``: folders, globs, files and manifests."""
-    paths = []
-    for item in inputs:
-        if item.lower().endswith(MANIFEST_SUFFIXES) and not any(ch in item for ch in "*?["):
-            paths += read_manifest(item, path_column)
-        else:
-            paths += list_files(item)
-    return paths
-
-
-def as_dataset(paths: list[str], rows_per_block: int):
-    """The paths as a Ray Dataset of blocks of ``rows_per_block`` rows (the unit the actors take).
-
-    Listing and manifests are read here, not in Ray read tasks: with every CPU of a small machine
-    held by model actors, a read (or repartition) task that needs a CPU never starts."""
-    import ray.data
-
-    column = pa.array(paths, pa.string())
-    blocks = [pa.table({"path": column.slice(start, rows_per_block)}) for start in range(0, len(paths), rows_per_block)]
-    return ray.data.from_arrow(blocks) if blocks else None
 
 
 # --- scoring (one model per Ray actor) ---------------------------------------------------------
@@ -163,33 +54,6 @@ def model_version(files: dict[str, bytes]) -> str:
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name])
     return digest.hexdigest()[:16]
-
-
-def read_image(path: str, canvas: int, filesystems: Filesystems) -> np.ndarray:
-    """Decode one image (local path or URI) with the imaging rules of training."""
-    if not is_uri(path):
-        return decode(path, canvas)
-    try:
-        fs, inside = filesystems.resolve(path)
-        with fs.open_input_stream(inside) as stream:
-            data = stream.read()
-    except FileNotFoundError:
-        raise ImageRejected(NOT_A_FILE, "not found") from None
-    except (OSError, ValueError) as exc:
-        raise ImageRejected(UNREADABLE, f"{type(exc).__name__}: {exc}") from None
-    return decode(data, canvas)
-
-
-def stat(path: str, filesystems: Filesystems) -> tuple[int, int]:
-    """(size, mtime in ns) of a file, (-1, -1) when it cannot be stat'ed (it is then scored as an error)."""
-    try:
-        fs, inside = filesystems.resolve(path)
-        info = fs.get_file_info(inside)
-    except (OSError, ValueError):
-        return -1, -1
-    if info.type != pafs.FileType.File:
-        return -1, -1
-    return int(info.size if info.size is not None else -1), int(info.mtime_ns or 0)
 
 
 def keys_of(paths, sizes, mtimes) -> np.ndarray:
@@ -252,37 +116,6 @@ class Scorer:
         batch["error"] = np.array(errors, dtype=object)
         return batch
 
-
-# --- runs ---------------------------------------------------------------------------------------
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def parquet_files(fs: pafs.FileSystem, folder: str) -> list[str]:
-    """The Parquet files below ``folder``, leaving out hidden folders (a batch being written)."""
-    infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                  and "/." not in i.path[len(folder):])
-
-
-def readable(fs: pafs.FileSystem, files: list[str]) -> tuple[list[str], list[str]]:
-    """(whole Parquet files, files a killed job left half written)."""
-    good, broken = [], []
-    for file in files:
-        try:
-            with fs.open_input_file(file) as fh:
-                pq.read_metadata(fh)
-            good.append(file)
-        except (OSError, pa.ArrowInvalid):
-            broken.append(file)
-    return good, broken
-
-
-def read_column(fs: pafs.FileSystem, files: list[str], columns: list[str]) -> pa.Table:
-    if not files:
-        return pa.table({c: pa.array([], pa.int64()) for c in columns})
-    return pa.concat_tables([pq.read_table(f, columns=columns, filesystem=fs) for f in files])
 
 
 def decide(scores: pa.Table, categories, calibration, target_precision, min_confidence) -> tuple[pa.Table, float]:
@@ -385,12 +218,12 @@ def choose_runner(args, torch_predictor, paths: list[str]) -> tuple[str, str]:
         f" per actor ({args.threads} thread(s), batch {len(pixels)})"
 
 
-def score_new(args, sources, runner: str, model_name: str, files, fs, scores_dir: str, scored_keys) -> int:
+def score_new(args, sources, runner: str, model_name: str, files, fs, scores_dir: str, scored) -> int:
     """Score every source not scored before into scores_dir/run-<stamp>/ (Ray streams it)."""
     import ray
 
     todo = sources.map_batches(
-        keyed_new, fn_kwargs={"scored": np.sort(scored_keys)}, batch_size=args.batch_size, batch_format="numpy")
+        keyed_new, fn_kwargs={"scored": np.sort(scored)}, batch_size=args.batch_size, batch_format="numpy")
     scored = todo.map_batches(
         Scorer, batch_size=args.batch_size, batch_format="numpy",
         fn_constructor_kwargs={"files": ray.put(files), "runner": runner, "model_name": model_name,
@@ -429,10 +262,7 @@ def run_label(args) -> int:
 
     fs, out = filesystem(args.out)
     scores_dir = f"{out}/{SCORES}/{version}"
-    good_files, broken = readable(fs, parquet_files(fs, scores_dir))
-    for file in broken:  # a killed job's half-written part: its images are scored again
-        fs.delete_file(file)
-    scored_keys = read_column(fs, good_files, ["key"]).column("key").to_numpy()
+    _, scored_before = scored_keys(fs, scores_dir)  # a killed job's half-written part is scored again
 
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
@@ -441,35 +271,24 @@ def run_label(args) -> int:
     rows_per_block = min(args.batch_size * 16, max(args.batch_size, -(-len(paths) // (4 * args.actors))))
     sources = as_dataset(paths, rows_per_block)
     started = time.perf_counter()
-    new = score_new(args, sources, runner, model_name, files, fs, scores_dir, scored_keys) if sources is not None else 0
+    new = score_new(args, sources, runner, model_name, files, fs, scores_dir, scored_before) if sources is not None else 0
     seconds = time.perf_counter() - started
     rate = round(new / seconds, 1) if seconds and new else None
-    print(f"label: scored {new} images in {seconds:.1f} s ({rate} img/s); {len(scored_keys)} scored before")
+    print(f"label: scored {new} images in {seconds:.1f} s ({rate} img/s); {len(scored_before)} scored before")
 
-    labels_dir = f"{out}/{LABELS}"
-    decided = read_column(fs, parquet_files(fs, labels_dir), ["key"]).column("key")
-    all_scores = parquet_files(fs, scores_dir)
-    undecided = pa.concat_tables([pq.read_table(f, filesystem=fs) for f in all_scores]) if all_scores else None
-    if undecided is not None:
-        undecided = undecided.filter(pc.invert(pc.is_in(undecided.column("key"), decided)))
-    if undecided is None or not len(undecided):
-        print(f"label: nothing new to decide; {len(decided)} images labelled before under {args.out}")
+    pending, labelled_before = undecided(fs, out, scores_dir)
+    if pending is None or not len(pending):
+        print(f"label: nothing new to decide; {labelled_before} images labelled before under {args.out}")
         return 0
-    table, threshold = decide(undecided, local.categories, calibration, args.target_precision,
+    table, threshold = decide(pending, local.categories, calibration, args.target_precision,
                               args.min_confidence)
-    batch = now()
-    tmp_dir, final_dir = f"{labels_dir}/.batch={batch}", f"{labels_dir}/batch={batch}"
-    fs.create_dir(tmp_dir)
-    pq.write_table(table, f"{tmp_dir}/part-0.parquet", filesystem=fs)
-    fs.move(tmp_dir, final_dir)  # a batch appears whole or not at all
+    batch, final_dir = write_batch(fs, out, table)
     counts = summary(table)
     report = {"model": model_name, "model_version": version, "runner": runner, "runner_choice": why,
-              "scored_this_run": new, "skipped_already_scored": int(len(scored_keys)), "decided": len(table),
+              "scored_this_run": new, "skipped_already_scored": int(len(scored_before)), "decided": len(table),
               "seconds": round(seconds, 1), "images_per_second": rate,
               "threshold": threshold, "counts": counts, "batch": final_dir}
-    fs.create_dir(f"{out}/runs")
-    with fs.open_output_stream(f"{out}/runs/{batch}.json") as fh:
-        fh.write((json.dumps(report, indent=2) + "\n").encode())
+    write_run_report(fs, out, batch, report)
     print(f"label: decided {len(table)} in {final_dir}")
     if args.target_precision is not None:
         print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")

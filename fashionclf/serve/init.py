@@ -4,12 +4,10 @@ time budget stated at the reference speed (250 img/s of bench/ref_speed.py), and
 """
 from __future__ import annotations
 
-import functools
 import math
 import re
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +18,9 @@ from ..core.errors import ParamError
 from ..core.params import PARAMS_FILE, RESERVED_CATEGORIES, SECTIONS, parse
 from ..core.registry import LITE0
 from ..data.balance import held_out_count
+from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, measure
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-REFERENCE_SPEED = 250        # img/s at which time budgets are stated
 PHOTO_CANVAS = 128           # letterbox canvas, at most: on real 224 px photos 128 (lite0 at 128) beat 96 (lite0
                              # at 112), accuracy 0.983 against 0.979 (docs/own-photos.md)
 PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite0 need roughly 100+ px objects
@@ -38,9 +36,6 @@ MEASURED_OVER_MODELLED = 1.15  # cv_train and test stages, measured / modelled: 
 SCRATCH_CANDIDATES = (("mobilenet_v2", 0.006), ("resnet18", 0.004))
 MAX_PER_CLASS = 800          # training images per category, beyond which time grows faster than accuracy
 SIZE_SAMPLE = 40             # photos per category whose sizes are read
-MEASURE_ROUNDS = 4           # paired readings of each cost against the reference workload; init takes their median
-MEASURE_WINDOW_S = 0.5       # seconds per timed window (a cost, a reference reading)
-FOLD_START_DELAY_S = 1.0     # the fold workers' windows start together this long after they are handed out
 
 
 @dataclass
@@ -82,186 +77,6 @@ def scan(root: Path) -> PhotoFolder:
                          f"(reserved: {', '.join(RESERVED_CATEGORIES)})")
     found.median_short_side = int(statistics.median(sides)) if sides else PHOTO_CANVAS
     return found
-
-
-class Workload:
-    """A training step and an inference pass on one random batch, built once and timed in windows:
-    the mean seconds per image over at least ``window`` seconds (and 2 steps)."""
-
-    def __init__(self, model, optimizer, x, y, warm_up: int = 1):
-        self.model, self.opt, self.x, self.y = model, optimizer, x, y
-        for _ in range(warm_up):  # the first steps allocate: not timed
-            self.train_step()
-
-    @classmethod
-    def of(cls, name: str, image_size: int, classes: int, batch: int = 32) -> "Workload":
-        """``name`` as cv_train trains it: the project's model and optimizer, channels-last."""
-        import torch
-
-        from ..learn.models import build_model
-        from ..learn.train import make_optimizer
-        torch.manual_seed(0)
-        model = build_model(name, classes, pretrained=False, image_size=image_size).to(
-            memory_format=torch.channels_last)
-        x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
-        return cls(model, make_optimizer(model, 1e-3), x, torch.arange(batch) % classes)
-
-    def train_step(self):
-        import torch
-        self.model.train()
-        self.opt.zero_grad()
-        torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
-        self.opt.step()
-
-    def infer(self):
-        import torch
-        self.model.eval()
-        with torch.inference_mode():
-            self.model(self.x)
-
-    def seconds_per_image(self, window: float, threads: int | None = None, train: bool = True) -> tuple[float, float]:
-        """(training, inference) seconds per image (training 0 unless ``train``), with this process's
-        torch threads or ``threads``."""
-        import torch
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads or before)
-        try:
-            step = windowed(self.train_step, window) / len(self.x) if train else 0.0
-            return step, windowed(self.infer, window / 2) / len(self.x)
-        finally:
-            torch.set_num_threads(before)
-
-
-def windowed(fn, window: float) -> float:
-    """Mean seconds of ``fn`` over at least ``window`` seconds and 2 calls."""
-    calls, start = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - start < window:
-        fn()
-        calls += 1
-    return (time.perf_counter() - start) / calls
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How the stages run a model, which is what init times: ``workers`` fold processes at once with
-    ``threads`` each, then the folds of a short last round alone with ``last_threads`` (0: no such
-    round; learn.folds.fold_threads), and the test stages with ``eval_threads``."""
-    folds: int
-    workers: int
-    threads: int
-    last_threads: int
-    eval_threads: int
-
-    @classmethod
-    def of(cls, template: dict, folds: int = FOLDS) -> "Schedule":
-        import torch
-
-        from ..learn.folds import fold_threads, fold_workers  # import torch: not at init's start
-        train = parse("train", template["train"])
-        workers = fold_workers(train, folds, torch.device("cpu"))
-        threads = fold_threads(folds, workers, train.threads)
-        last = threads[-1] if folds % workers else 0
-        return cls(folds, workers, threads[0], last, template["evaluate"]["threads"])
-
-    @property
-    def full_rounds(self) -> int:
-        return self.folds // self.workers
-
-
-@dataclass
-class Costs:
-    """Seconds per image of one model as the stages run it, at the machine's median speed."""
-    fold: tuple[float, float]   # (training, inference) in a fold process beside the other workers' folds
-    last: tuple[float, float]   # the same for a fold of the short last round, alone on its threads
-    test: float                 # inference in a test stage
-
-
-@dataclass
-class Measured:
-    speed: float                              # img/s on the reference workload: the median reading
-    costs: dict[tuple[str, int], Costs]
-
-
-@functools.lru_cache(maxsize=None)
-def _fold_workload(name: str, image_size: int, classes: int, threads: int) -> Workload:
-    """A fold process's workload, built once per process as cv_train builds a fold's model once."""
-    import torch
-
-    from ..learn.train import deterministic_kernels
-    torch.set_num_threads(threads)
-    deterministic_kernels()  # a worker started from the fork server does not inherit it
-    return Workload.of(name, image_size, classes)
-
-
-def _fold_window(task) -> tuple[float, float]:
-    key, classes, threads, window, start_at = task
-    load = _fold_workload(*key, classes, threads)
-    time.sleep(max(0.0, start_at - time.time()))  # all workers at once, as cv_train's folds train
-    return load.seconds_per_image(window)
-
-
-def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule, rounds: int = MEASURE_ROUNDS,
-            window: float = MEASURE_WINDOW_S) -> Measured:
-    """Each candidate's costs as the stages run it: its folds training in ``schedule.workers``
-    processes at once (two folds on 2 cores share more than one 2-thread process suggests), the
-    pretrained model's lone last-round fold on its threads, and the test stages' inference.
-
-    Steadied against the machine's drift: a shared machine's speed moves by a third within a minute
-    (the reference workload read 272-413 img/s in six readings) and the costs move with it. A cost
-    times the reference reading just before and after it varied 4% between rounds, where the cost
-    alone varied 10% and the speed 8%. So every round times each cost between two readings, and each
-    cost is the median of its products over the rounds, divided by the median speed."""
-    import torch
-
-    from ..learn.train import deterministic_kernels
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-              torch.utils.deterministic.fill_uninitialized_memory)
-    deterministic_kernels()  # as the folds train
-    try:
-        return timed_rounds(candidates, classes, schedule, rounds, window)
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        torch.utils.deterministic.fill_uninitialized_memory = before[2]
-
-
-def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: float) -> Measured:
-    from ..learn.folds import start_worker, worker_context
-
-    loads = {key: Workload.of(*key, classes) for key in candidates}
-    speeds, products = [reference_speed(window)], {key: [] for key in candidates}
-
-    def paired(values):  # the values against the reading before them and one now after them
-        speeds.append(reference_speed(window))
-        around = (speeds[-2] + speeds[-1]) / 2
-        return [v * around for v in values]
-
-    with worker_context().Pool(schedule.workers, start_worker) as pool:
-        for _ in range(rounds):
-            for k, (key, load) in enumerate(loads.items()):
-                task = (key, classes, schedule.threads, window, time.time() + FOLD_START_DELAY_S)
-                fold = pool.map(_fold_window, [task] * schedule.workers, chunksize=1)
-                row = paired([statistics.mean(f[i] for f in fold) for i in (0, 1)])
-                last = (load.seconds_per_image(window, schedule.last_threads)
-                        if schedule.last_threads and k == 0 else None)
-                row += paired(last) if last else row[:2]
-                row += paired([load.seconds_per_image(window / 2, schedule.eval_threads, train=False)[1]])
-                products[key].append(row)
-    speed = statistics.median(speeds)
-    median = [[statistics.median(column) / speed for column in zip(*rows)] for rows in products.values()]
-    return Measured(speed, {key: Costs(tuple(m[0:2]), tuple(m[2:4]), m[4]) for key, m in zip(products, median)})
-
-
-def reference_speed(seconds: float = 2.0) -> float:
-    """This machine's img/s on the reference workload: bare ResNet18 training steps (32 px inputs,
-    batch 64, Adam, channels-last). bench/ref_speed.py prints it over 15 s."""
-    import torch
-
-    from ..learn.models import torchvision_models
-    torch.manual_seed(0)
-    model = torchvision_models().resnet18(num_classes=3).to(memory_format=torch.channels_last)
-    x = torch.rand(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    load = Workload(model, torch.optim.Adam(model.parameters()), x, torch.randint(0, 3, (64,)), warm_up=2)
-    return len(x) / windowed(load.train_step, seconds)
 
 
 def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int, classes: int, held_out: int,
@@ -326,7 +141,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     noise_levels = len(template["noise"]["sigmas"])
     fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export: 52-61 s measured
     available = budget * (1 - MARGIN) - fixed
-    schedule = Schedule.of(template)
+    schedule = Schedule.of(template, FOLDS)
 
     models, spent = {}, 0.0
     lite_size = pretrained_size(canvas)
@@ -393,7 +208,7 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     candidates = [(LITE0, lite_size)] + [(name, SCRATCH_SIZE) for name, _ in SCRATCH_CANDIDATES]
     print(f"measuring this machine ({', '.join(f'{n} at {s} px' for n, s in candidates)}; "
           f"{measure_rounds} rounds) ...", file=sys.stderr)
-    measured = measure(candidates, classes, Schedule.of(base), measure_rounds)
+    measured = measure(candidates, classes, Schedule.of(base, FOLDS), measure_rounds)
     chosen = plan(photos, base, budget_minutes * 60, measured.speed, lambda name, size: measured.costs[(name, size)])
     header = "".join(f"# {line}\n" for line in
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]

@@ -1,9 +1,9 @@
 """The shop and unseen folders that docs/own-photos.md measured, rebuilt from a git directory of the
 public repository that holds the photos (a clone or a mirror; photos are never committed here).
 
-    python bench/real_photo_folders.py bench/real_photo_ids/thumbnails_60x80.csv GIT_DIR OUT \\
+    python tools/real_photo_folders.py bench/real_photo_ids/thumbnails_60x80.csv GIT_DIR OUT \\
         --path 'data/images/{id}.jpg'      # tanmay0401/multimodal-recommendation-engine
-    python bench/real_photo_folders.py bench/real_photo_ids/photos_224px.csv GIT_DIR OUT \\
+    python tools/real_photo_folders.py bench/real_photo_ids/photos_224px.csv GIT_DIR OUT \\
         --path 'images/{id}.jpg'           # GaneshNeupane01/Fashion-Recommendation-System
 
 writes OUT/shop/<category>/<id>.jpg and OUT/unseen/<category>/<id>.jpg, the folders

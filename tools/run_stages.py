@@ -1,7 +1,7 @@
 """Run dvc.yaml's stage commands in order, without DVC, timing each: for a machine that has the
 project's Python dependencies but not DVC (the GPU machine of bench/gpu_reference.sh).
 
-    python bench/run_stages.py [--only cv_train test_clean ...] [--timings OUT.json]
+    python tools/run_stages.py [--only cv_train test_clean ...] [--timings OUT.json]
 
 `foreach` stages expand over their list (train.models), ${key} becomes each entry, as DVC does.
 Nothing is skipped or cached: every stage runs. dvc.yaml stays the one place that names the paths.
