@@ -200,3 +200,15 @@ def test_a_training_param_set_back_restores_training_and_test_stages_from_the_ru
     assert "Running stage" not in out, out
     assert all(f"Stage '{stage}' is cached - skipping run" in out for stage in chain), out
     assert outputs() == before
+
+
+def test_output_paths_the_commands_read_are_dvc_yamls():
+    from fashionclf.core import paths
+    from fashionclf.learn.onnx_runner import ONNX_FILE
+
+    stages = DVC_YAML["stages"]
+    option = lambda stage, flag: re.search(rf"--{flag} (\S+)", stages[stage].get("cmd") or stages[stage]["do"]["cmd"])[1]
+    assert option("aggregate", "best") == paths.BEST_MODEL
+    assert option("export", "out") == paths.EXPORT and paths.EXPORTED_MODEL == f"{paths.EXPORT}/{ONNX_FILE}"
+    assert option("cv_train", "models") == f"{paths.MODELS}/${{key}}"
+    assert option("test_clean", "calibration-predictions") == paths.CALIBRATION_PREDICTIONS.format(model="${key}")

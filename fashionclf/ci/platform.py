@@ -59,3 +59,14 @@ def run_fingerprint(write: str | None, check: str | None) -> int:
         return 0
     print(text, end="")
     return 0
+
+
+
+def add_arguments(parser) -> None:
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", metavar="FILE", help="record it (commit it with the metrics)")
+    mode.add_argument("--check", metavar="FILE", help="exit 1 unless it equals the recorded one")
+
+
+def run(args) -> int:
+    return run_fingerprint(args.write, args.check)

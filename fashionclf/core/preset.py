@@ -70,3 +70,13 @@ def run_preset(preset: str, params_file: str = str(PARAMS_FILE)) -> int:
     print(f"{params_file}: {len(overrides)} values from {preset}: "
           + ", ".join(f"{k}={v}" for k, v in overrides.items()))
     return 0
+
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", help="a preset, e.g. configs/gpu_reference.yaml")
+    parser.add_argument("--params", default=str(PARAMS_FILE))
+
+
+def run(args) -> int:
+    return run_preset(args.file, args.params)

@@ -1,4 +1,4 @@
-"""label: a whole catalogue on Ray Data, from one laptop to a cluster.
+"""What `fashionclf label` (serve/label.py) computes, on Ray Data, from one laptop to a cluster.
 
 Ray does the distribution: it reads the image list, runs the model in an actor pool (one model per
 actor, ``map_batches`` with a class), streams the scores to Parquet and shows the progress. This
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -33,10 +32,9 @@ import torch
 from ..core.errors import DataError, ImageRejected
 from ..core.params import NEEDS_REVIEW
 from ..learn.onnx_runner import LABELS_FILE, ONNX_FILE
-from .label_store import SCORES, now, parquet_files, scored_keys, undecided, write_batch, write_run_report
-from .predict import Predictor, calibration_csv, decisions, review_args_problems
-from .sources import Filesystems, as_dataset, filesystem, is_uri, list_paths, read_image, stat
-
+from .label_store import now, parquet_files
+from .predict import Predictor, decisions
+from .sources import Filesystems, is_uri, read_image, stat
 
 
 # --- scoring (one model per Ray actor) ---------------------------------------------------------
@@ -117,7 +115,6 @@ class Scorer:
         return batch
 
 
-
 def decide(scores: pa.Table, categories, calibration, target_precision, min_confidence) -> tuple[pa.Table, float]:
     """predict's rows for one batch of scored images (report.calibration's review queue)."""
     raw = np.stack([scores.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in categories], 1)
@@ -160,12 +157,6 @@ def loaded(load, what: Path):
     except Exception as exc:  # torch.load and onnxruntime raise many types for a damaged file
         raise DataError(f"cannot load the model in {what}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") \
             from None
-
-
-def check_args(args) -> list[str]:
-    return [f"--{name} must be >= 1" for name in ("batch-size", "actors", "threads", "rows-per-file")
-            if getattr(args, name.replace("-", "_")) < 1] + \
-        review_args_problems(args.target_precision, args.min_confidence)
 
 
 def sample_pixels(paths: list[str], canvas: int, n: int) -> torch.Tensor | None:
@@ -235,62 +226,3 @@ def score_new(args, sources, runner: str, model_name: str, files, fs, scores_dir
     return sum(pq.read_metadata(f, filesystem=fs).num_rows for f in parquet_files(fs, run_dir))
 
 
-def run_label(args) -> int:
-    import ray
-
-    from ..learn.checkpoint import best_model_name
-
-    problems = check_args(args)
-    if problems:
-        print("error: " + "; ".join(problems), file=sys.stderr)
-        return 2
-    paths = list_paths(args.inputs, args.path_column)
-    if not paths:
-        raise DataError(f"no images in {' '.join(args.inputs)} (empty folders, no glob match, or empty manifests)")
-    model_name = args.model or best_model_name(args.best)
-    model_dir = Path(args.models) / model_name
-    if not any(model_dir.glob("fold*.pt")):
-        raise FileNotFoundError(f"{model_dir} holds no fold checkpoints: run `dvc repro` first")
-    local = loaded(lambda: Predictor(model_name, models_dir=args.models, device=args.device), model_dir)
-    runner, why = choose_runner(args, local, paths)
-    print(f"label: runner {runner} ({why})")
-    files = model_files(runner, model_dir, Path(args.exported))
-    version = model_version(files)
-    calibration = None
-    if args.target_precision is not None:
-        calibration = local.calibrate(args.calibration or calibration_csv(model_name))
-
-    fs, out = filesystem(args.out)
-    scores_dir = f"{out}/{SCORES}/{version}"
-    _, scored_before = scored_keys(fs, scores_dir)  # a killed job's half-written part is scored again
-
-    if not ray.is_initialized():
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
-    print(f"label: Ray at {ray.get_runtime_context().gcs_address}, {ray.cluster_resources().get('CPU', 0):g} CPUs; "
-          f"{args.actors} actor(s) x {args.threads} thread(s)")
-    rows_per_block = min(args.batch_size * 16, max(args.batch_size, -(-len(paths) // (4 * args.actors))))
-    sources = as_dataset(paths, rows_per_block)
-    started = time.perf_counter()
-    new = score_new(args, sources, runner, model_name, files, fs, scores_dir, scored_before) if sources is not None else 0
-    seconds = time.perf_counter() - started
-    rate = round(new / seconds, 1) if seconds and new else None
-    print(f"label: scored {new} images in {seconds:.1f} s ({rate} img/s); {len(scored_before)} scored before")
-
-    pending, labelled_before = undecided(fs, out, scores_dir)
-    if pending is None or not len(pending):
-        print(f"label: nothing new to decide; {labelled_before} images labelled before under {args.out}")
-        return 0
-    table, threshold = decide(pending, local.categories, calibration, args.target_precision,
-                              args.min_confidence)
-    batch, final_dir = write_batch(fs, out, table)
-    counts = summary(table)
-    report = {"model": model_name, "model_version": version, "runner": runner, "runner_choice": why,
-              "scored_this_run": new, "skipped_already_scored": int(len(scored_before)), "decided": len(table),
-              "seconds": round(seconds, 1), "images_per_second": rate,
-              "threshold": threshold, "counts": counts, "batch": final_dir}
-    write_run_report(fs, out, batch, report)
-    print(f"label: decided {len(table)} in {final_dir}")
-    if args.target_precision is not None:
-        print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
-    print("counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return 0

@@ -219,3 +219,18 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     print(f"wrote {out}: estimated `dvc repro` {chosen.estimate_s:.0f} s at the reference speed "
           f"(budget {budget_minutes * 60:.0f} s). Next: dvc repro")
     return 0
+
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("photo_dir")
+    parser.add_argument("--budget-minutes", type=float, default=15.0,
+                        help="time for the whole `dvc repro`, at the reference speed of 250 img/s (default 15)")
+    parser.add_argument("--out", default=str(PARAMS_FILE))
+    parser.add_argument("--measure-rounds", type=int, default=MEASURE_ROUNDS,
+                        help="rounds timing each model's costs between readings of the reference workload; init "
+                             "takes their medians (default 4, about 20 s each on 2 cores; more: a steadier plan)")
+
+
+def run(args) -> int:
+    return run_init(args.photo_dir, args.out, args.budget_minutes, measure_rounds=args.measure_rounds)

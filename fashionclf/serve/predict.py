@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ..core import paths
 from ..core.errors import ImageRejected
 from ..core.params import DEVICE_PATTERN, NEEDS_REVIEW
 from ..data.imaging import decode
@@ -57,8 +58,8 @@ class Predictor:
     """A callable from [N, 3, canvas, canvas] uint8 to probabilities: a model's fold ensemble under
     torch, or the ONNX export under onnxruntime."""
 
-    def __init__(self, model: str | None = None, exported: str | None = None, models_dir="models",
-                 best="reports/best_model.json", device: str = "auto", threads: int | None = None):
+    def __init__(self, model: str | None = None, exported: str | None = None, models_dir=paths.MODELS,
+                 best=paths.BEST_MODEL, device: str = "auto", threads: int | None = None):
         self.device = pick_device(device, "--device")  # the torch ensemble's; onnxruntime runs on the CPU
         if exported:
             self.module = OnnxEnsemble(exported, threads)
@@ -115,7 +116,7 @@ def review_args_problems(target_precision, min_confidence) -> list[str]:
 
 def calibration_csv(model_name: str) -> str:
     """Where the test_clean stage writes the model's predictions of the calibration split."""
-    return f"plots/predictions/calibration/{model_name}.csv"
+    return paths.CALIBRATION_PREDICTIONS.format(model=model_name)
 
 
 def decisions(raw: np.ndarray, calibration: Calibration | None, min_confidence=0.0, target_precision=None):
@@ -182,3 +183,27 @@ def run_predict(args) -> int:
         print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
     print(f"wrote {args.out}: {len(paths)} images, " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
+
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    parser.add_argument("--out", required=True, help="CSV to write")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", help="model name under models/ (default: the best, reports/best_model.json)")
+    source.add_argument("--exported", help="an ONNX model written by the export stage (export/model.onnx)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help="label images below this confidence needs_review")
+    parser.add_argument("--target-precision", type=float,
+                        help="label automatically the images whose expected precision reaches this (e.g. 0.99), "
+                             "chosen over the batch against the calibration split; the rest get needs_review")
+    parser.add_argument("--calibration", help="the model's predictions of the calibration split, for "
+                                              "--target-precision (default: the test_clean stage's, "
+                             f"{paths.CALIBRATION_PREDICTIONS.format(model='<model>')})")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto",
+                        help="where the torch ensemble runs: auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+run = run_predict
