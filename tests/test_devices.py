@@ -34,11 +34,11 @@ def with_evaluate_device(project, device):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's error path")
 def test_test_stages_run_on_evaluate_device(tiny_project, tmp_path):
     p = tiny_project
-    clean = ["-m", "stages.test_clean", MODEL, "--models", f"models/{MODEL}", "--test", "data/balance/test",
+    clean = ["-m", "stages.evaluate_clean", MODEL, "--models", f"models/{MODEL}", "--test", "data/balance/test",
              "--calibration", "data/balance/calibration", "--metrics", str(tmp_path / "m.json"),
              "--predictions", str(tmp_path / "p.csv"), "--calibration-predictions", str(tmp_path / "cal.csv"),
              "--confusion", str(tmp_path / "c")]
-    noise = ["-m", "stages.test_noise", MODEL, "--models", f"models/{MODEL}", "--test", "data/balance/test",
+    noise = ["-m", "stages.evaluate_noise", MODEL, "--models", f"models/{MODEL}", "--test", "data/balance/test",
              "--clean-predictions", f"plots/predictions/test_clean/{MODEL}.csv", "--metrics", str(tmp_path / "n.json"),
              "--predictions", str(tmp_path / "np.csv"), "--confusion", str(tmp_path / "nc"),
              "--curve", str(tmp_path / "curve.csv")]
