@@ -13,7 +13,7 @@ In a fresh clone of HEAD (sharing this repo's DVC cache, so the data stages come
     python bench/gate_check.py [--runs 8] [--keep DIR] [--spread reports/spread.json]
 
 Exits 0 when every verdict is as expected. Commit first: the clone is of HEAD. With --keep, an
-interrupted run carries on where it stopped (finished rebuilds are kept in DIR/verdicts.json).
+interrupted run carries on where it stopped (each rebuild is a clone in DIR, kept when finished).
 """
 import argparse
 import json
@@ -59,6 +59,8 @@ def repro(repo: Path, label: str) -> float:
 
 def gate(repo: Path, label: str, spread: Path | None = None) -> tuple[int, str]:
     if spread is not None:  # judge by this spread file instead of the one committed at HEAD
+        while not spread.is_file():  # bench/seed_spread.py --write may still be measuring it
+            time.sleep(10)
         shutil.copy(spread, repo / "reports" / "spread.json")
     result = subprocess.run([sys.executable, "-m", "fashionclf", "gate", "--against", "HEAD"], cwd=repo,
                             capture_output=True, text=True)
@@ -83,8 +85,8 @@ def rebuilds(runs: int) -> list[dict]:
     return [{"train.seed": FIRST_SEED + i, **(DEFAULT_ORDER if i % 2 == 0 else OTHER_ORDER)} for i in range(runs)]
 
 
-def clone(root: Path, work: Path) -> Path:
-    repo = work / "gate_check"
+def clone(root: Path, work: Path, name: str) -> Path:
+    repo = work / name
     if not (repo / ".git").is_dir():
         repo.parent.mkdir(parents=True, exist_ok=True)
         sh(["git", "clone", "-q", str(root), str(repo)], root)
@@ -92,20 +94,25 @@ def clone(root: Path, work: Path) -> Path:
     return repo
 
 
-def unchanged_code(repo: Path, work: Path, runs: int, spread: Path | None) -> list[dict]:
-    """Rebuild and gate each run, keeping every verdict in work/verdicts.json as it comes."""
-    record = work / "verdicts.json"
-    verdicts = json.loads(record.read_text()) if record.is_file() else []
-    for overrides in rebuilds(runs)[len(verdicts):]:
-        set_params(repo, overrides)
-        took = repro(repo, f"unchanged code, {overrides}")
+def unchanged_code(root: Path, work: Path, runs: int, spread: Path | None) -> tuple[list[dict], Path]:
+    """Rebuild each run in its own clone, then gate them all (so the gate can wait for a spread file
+    still being measured); every rebuild and verdict is kept under work/ as it comes."""
+    repos = []
+    for i, overrides in enumerate(rebuilds(runs)):
+        repo = clone(root, work, f"rebuild{i}")
+        done = repo / ".rebuilt"
+        if not done.is_file():
+            set_params(repo, overrides)
+            done.write_text(str(round(repro(repo, f"unchanged code, {overrides}"))))
+        repos.append((repo, overrides, int(done.read_text())))
+    verdicts = []
+    for repo, overrides, took in repos:
         code, out = gate(repo, f"{overrides} (must pass)", spread)
-        summary = out.strip().splitlines()[-1]
-        beyond = len(re.findall(r"beyond \(not judged\)", out))
-        verdicts.append({"params": overrides, "exit": code, "gate": summary, "reported_beyond": beyond,
-                         "seconds": round(took), "resnet18_accuracy": accuracy(repo, REGRESSED_MODEL)})
-        record.write_text(json.dumps(verdicts, indent=1))
-    return verdicts
+        verdicts.append({"params": overrides, "exit": code, "gate": out.strip().splitlines()[-1],
+                         "reported_beyond": len(re.findall(r"beyond \(not judged\)", out)), "seconds": took,
+                         "resnet18_accuracy": accuracy(repo, REGRESSED_MODEL)})
+    (work / "verdicts.json").write_text(json.dumps(verdicts, indent=1))
+    return verdicts, repos[-1][0]
 
 
 def planted(root: Path, repo: Path, spread: Path | None) -> tuple[bool, float]:
@@ -126,7 +133,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=8, help="rebuilds of unchanged code (default 8)")
     parser.add_argument("--keep", help="folder for the clone (default: a temporary one, removed)")
-    parser.add_argument("--spread", type=Path, help="a spread file to gate with (default: the one at HEAD)")
+    parser.add_argument("--spread", type=Path, help="a spread file to gate with (default: the one at HEAD); "
+                        "read when the gate runs, so it may still be being written while this rebuilds")
     parser.add_argument("--no-planted", action="store_true", help="only the rebuilds of unchanged code")
     args = parser.parse_args()
     root = Path.cwd()
@@ -134,8 +142,7 @@ def main():
     spread = args.spread.resolve() if args.spread else None
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
-        repo = clone(root, work)
-        verdicts = unchanged_code(repo, work, args.runs, spread)
+        verdicts, repo = unchanged_code(root, work, args.runs, spread)
         print(f"\n| rebuild of {head} | gate exit | gate | reported beyond (not judged) | resnet18 clean accuracy | s |")
         print("|---|---|---|---|---|---|")
         for v in verdicts:
