@@ -235,7 +235,8 @@ def run_gate(against: str = "HEAD", rules_file: Path | str = RULES_FILE, show_al
     if spread is not None:
         family = judged_by_spread(diff, rules, spread, trained)
         alarm = settings["family_false_alarm"]
-        spread = replace(spread, k=family_k(alarm, family, spread.runs))
+        if family:  # only a spread that judges something needs its runs' count
+            spread = replace(spread, k=family_k(alarm, family, spread.runs))
         note = f"{alarm:g} over {family} decision metrics"
     rows = evaluate_gate(diff, rules, PairedPredictions(against, cwd), spread, trained)
     print(render(rows, against, show_all, spread, note))
