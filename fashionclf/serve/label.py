@@ -75,7 +75,7 @@ def run_label(args) -> int:
 
     fs, out = filesystem(args.out)
     scores_dir = f"{out}/{SCORES}/{version}"
-    _, scored_before = scored_keys(fs, scores_dir)  # a killed job's half-written part is scored again
+    scored_before = scored_keys(fs, scores_dir)  # a killed job's half-written part is scored again
 
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)

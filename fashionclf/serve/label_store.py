@@ -49,13 +49,13 @@ def read_column(fs: pafs.FileSystem, files: list[str], columns: list[str]) -> pa
     return pa.concat_tables([pq.read_table(f, columns=columns, filesystem=fs) for f in files])
 
 
-def scored_keys(fs: pafs.FileSystem, scores_dir: str) -> tuple[list[str], object]:
-    """(the whole score files, the keys they hold); files a killed job left half written are removed,
-    so their images are scored again."""
+def scored_keys(fs: pafs.FileSystem, scores_dir: str):
+    """The keys of the images already scored; files a killed job left half written are removed, so
+    their images are scored again."""
     good, broken = readable(fs, parquet_files(fs, scores_dir))
     for file in broken:
         fs.delete_file(file)
-    return good, read_column(fs, good, ["key"]).column("key").to_numpy()
+    return read_column(fs, good, ["key"]).column("key").to_numpy()
 
 
 def undecided(fs: pafs.FileSystem, out: str, scores_dir: str) -> tuple[pa.Table | None, int]:
