@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from fashionclf.data.imaging import decode
-from fashionclf.serve.predict import Predictor, list_inputs, predict_paths
+from fashionclf.serve.predict import list_inputs, predict_paths
+from fashionclf.serve.predictor import Predictor
 
 
 def throughput(predictor, paths, decoded, batch_size, workers) -> tuple[float, float]:

@@ -42,14 +42,23 @@ def test_sub_packages_import_only_the_floors_below():
 
 
 def test_runners_are_inference_and_calibration_has_one_home():
-    predict = (ROOT / "fashionclf/serve/predict.py").read_text()
-    assert "export import" not in predict and "review import" not in predict
+    predictor = (ROOT / "fashionclf/serve/predictor.py").read_text()
+    assert "export import" not in predictor and "review import" not in predictor
     assert "class OnnxEnsemble" in (ROOT / "fashionclf/learn/onnx_runner.py").read_text()
     assert "class Calibration" in (ROOT / "fashionclf/report/calibration.py").read_text()
-    for caller in ["report/review.py", "serve/predict.py"]:
+    for caller in ["report/review.py", "serve/predictor.py"]:
         text = (ROOT / "fashionclf" / caller).read_text()
         assert "Calibration" in text and "def select_automatic" not in text and "def fit_temperature" not in text
     assert all((ROOT / "fashionclf" / sub / "__init__.py").stat().st_size == 0 for sub in FLOOR)
+
+
+def test_predict_and_label_share_one_predicting_core():
+    """One Predictor, one decision, one row schema, one count summary (serve/predictor.py); the two
+    front ends only read inputs and write their format."""
+    for front in ["serve/predict.py", "serve/catalogue.py", "serve/label.py"]:
+        text = (ROOT / "fashionclf" / front).read_text()
+        assert "class Predictor" not in text and ".select(" not in text and "NEEDS_REVIEW" not in text, front
+        assert "from .predictor import" in text, front
 
 
 def test_no_module_level_mutable_state_hands_data_between_processes():

@@ -14,8 +14,8 @@ import pytest
 from conftest import make_image, python_cmd, run
 from fashionclf.__main__ import main
 from fashionclf.report.calibration import Calibration
-from fashionclf.serve.catalogue import decide
-from fashionclf.serve.predict import labelled_rows
+from fashionclf.serve import catalogue, predict
+from fashionclf.serve.predictor import row_columns
 from test_labelling import overconfident
 
 ray = pytest.importorskip("ray")
@@ -115,24 +115,27 @@ def test_manifest_and_glob_on_a_running_ray_with_the_runner_chosen_by_measuremen
     assert len(runs) == 1 and '"images_per_second"' in runs[0].read_text()
 
 
-def test_the_review_queue_is_predicts_over_each_batch():
-    """decide (label) and labelled_rows (predict) on the same raw probabilities and calibration."""
+def test_label_and_predict_write_the_same_rows():
+    """label's Arrow rows and predict's CSV rows from the same raw probabilities: one schema, one decision."""
     probs, y = overconfident(n=1500)
     categories = ["a", "b", "c", "d"]
     calibration = Calibration(y[:500], probs[:500])
-    new = probs[500:]
-    errors = ["" if k % 50 else "not_an_image" for k in range(len(new))]
+    new = probs[500:].astype(np.float32)
+    errors = ["" if k % 50 else "not_an_image: no" for k in range(len(new))]
     predictor = type("P", (), {"categories": categories, "calibration": calibration})()
-    scored = [(f"img{k}", None if e else p, e) for k, (p, e) in enumerate(zip(new, errors))]
-    rows, threshold = labelled_rows(predictor, scored, target_precision=0.95)
+    scored = [(f"img{k}", np.zeros(4, np.float32) if e else p, e) for k, (p, e) in enumerate(zip(new, errors))]
+    rows, threshold = predict.labelled_table(predictor, scored, target_precision=0.95)
     columns = {"path": [r[0] for r in scored], "error": errors, "size": [1] * len(new), "mtime_ns": [1] * len(new),
                "key": list(range(len(new)))}
-    columns.update({f"raw_{c}": new[:, j].astype(np.float32) for j, c in enumerate(categories)})
-    table, same_threshold = decide(pa.table(columns), categories, calibration, 0.95, 0.0)
-    assert same_threshold == pytest.approx(threshold, abs=1e-6)
-    decided = table.column("category").to_pylist()
-    assert decided == [r["category"] for r in rows]
-    assert 0 < decided.count("needs_review") < len(decided) - errors.count("not_an_image")
+    columns.update({f"raw_{c}": new[:, j] for j, c in enumerate(categories)})
+    table, same_threshold = catalogue.labelled_table(pa.table(columns), categories, calibration, 0.95, 0.0)
+    assert same_threshold == threshold
+    assert table.column_names == row_columns(categories) + ["size", "mtime_ns", "key"]
+    pd.testing.assert_frame_equal(table.to_pandas()[row_columns(categories)], rows)
+    decided = rows["category"].tolist()
+    assert 0 < decided.count("needs_review") < len(decided) - errors.count("not_an_image: no")
+    assert (rows["needs_review"] == (rows["category"] == "needs_review")).all()
+    assert rows.loc[rows["error"] != "", "confidence"].isna().all()
 
 
 @pytest.mark.parametrize("flag, value", [("--actors", "0"), ("--batch-size", "0"), ("--target-precision", "1.5")])

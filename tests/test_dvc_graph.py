@@ -209,6 +209,7 @@ def test_output_paths_the_commands_read_are_dvc_yamls():
     stages = DVC_YAML["stages"]
     option = lambda stage, flag: re.search(rf"--{flag} (\S+)", stages[stage].get("cmd") or stages[stage]["do"]["cmd"])[1]
     assert option("aggregate", "best") == paths.BEST_MODEL
+    assert option("aggregate", "report") == paths.SUMMARY_REPORT and option("review", "report") == paths.REVIEW_REPORT
     assert option("export", "out") == paths.EXPORT and paths.EXPORTED_MODEL == f"{paths.EXPORT}/{ONNX_FILE}"
     assert option("cv_train", "models") == f"{paths.MODELS}/${{key}}"
     assert option("test_clean", "calibration-predictions") == paths.CALIBRATION_PREDICTIONS.format(model="${key}")

@@ -1,5 +1,6 @@
 """The gate's two questions on crafted metrics and predictions: the same trained models are judged by
-the paired test, retrained ones by their measured spread; missing or NaN metrics fail either way."""
+the paired test, retrained ones by their measured spread; missing or NaN metrics fail either way
+(a null ratio that is no decision metric is shown, not judged)."""
 import math
 import subprocess
 
@@ -94,6 +95,26 @@ def test_missing_and_nan_metrics_fail_under_either_rule(same):
     assert judge(0.97, None, same)["verdict"] == "REGRESSION (disappeared)"
     assert judge(0.97, math.nan, same)["verdict"] == "REGRESSION (NaN)"
     assert judge(None, 0.97, same)["verdict"] == "new"
+
+
+def test_a_ratio_with_nothing_to_count_is_not_a_regression_unless_it_is_a_decision_metric(tmp_path):
+    """The review queue labelling no image as clothing makes that category's precision null: the
+    file still has the key. A key that is gone, or a decision metric turned null, still fails."""
+    review = tmp_path / "metrics" / "review.json"
+    review.parent.mkdir()
+    review.write_text('{"test": {"precision": null}, "test_per_category": {"clothing": {"precision": null}}}')
+    diff = {"metrics/review.json": {"test_per_category.clothing.precision": (0.99, None),
+                                    "test_per_category.bags.precision": (0.98, None),
+                                    "test.precision": (0.995, None)}}
+    rules = [gate.Rule("metrics/review.json", "test.precision", "higher", 0.01, False)]
+    undefined = gate.undefined_metrics(diff, tmp_path)
+    assert undefined == {("metrics/review.json", "test_per_category.clothing.precision"),
+                         ("metrics/review.json", "test.precision")}
+    verdicts = {row["metric"].split(":")[1]: row["verdict"]
+                for row in gate.evaluate_gate(diff, rules, undefined=undefined)}
+    assert verdicts == {"test_per_category.clothing.precision": "undefined now (not judged)",
+                        "test_per_category.bags.precision": "REGRESSION (disappeared)",
+                        "test.precision": "REGRESSION (disappeared)"}
 
 
 def test_trained_models_compares_dvc_lock_hashes(tmp_path):

@@ -317,7 +317,8 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
     assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
         "error: nowhere.csv not found: --target-precision needs the model's predictions of the calibration "
         "split (run `dvc repro`, or pass --calibration)"]
-    from fashionclf.serve.predict import Predictor, list_inputs, predict_paths
+    from fashionclf.serve.predict import list_inputs, predict_paths
+    from fashionclf.serve.predictor import Predictor
     predictor = Predictor(review["model"], models_dir=tiny_project / "models")
     scored = list(predict_paths(predictor, list_inputs([images]), workers=0))
     assert [str(path) for path, _, _ in scored] == table["path"].tolist()

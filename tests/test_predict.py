@@ -29,7 +29,8 @@ def test_predict_writes_one_row_per_file(tiny_project, tmp_path):
                  tiny_project)
     table = pd.read_csv(out, keep_default_na=False)
     assert len(table) == 8 and "wrote" in result.stdout
-    assert list(table.columns) == ["path", "category", "confidence", "p_bags", "p_clothing", "p_shoes", "error"]
+    assert list(table.columns) == ["path", "category", "confidence", "p_bags", "p_clothing", "p_shoes", "error",
+                                   "needs_review"]
     errors = table.set_index(table["path"].str.rsplit("/", n=1).str[-1])["error"]
     assert errors["corrupt.jpg"].startswith("unreadable_or_truncated") or errors["corrupt.jpg"].startswith("not_an")
     assert errors["notes.txt"].startswith("not_an_image")

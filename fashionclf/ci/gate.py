@@ -124,7 +124,9 @@ def is_number(value) -> bool:
 
 
 def judge(path: str, key: str, old, new, rules: list[Rule], paired: PairedPredictions | None = None,
-          spread: Spread | None = None, trained: TrainedModels | None = None) -> dict:
+          spread: Spread | None = None, trained: TrainedModels | None = None, undefined_now: bool = False) -> dict:
+    """One metric's row. ``undefined_now``: the metric file still has the key, as null (a ratio with
+    nothing to count, such as the precision of a category the review queue labelled no image as)."""
     rule = next((r for r in rules if r.matches(path, key)), None)
     row = {"metric": f"{path}:{key}", "baseline": old, "now": new, "change": None, "rule": "", "allowed": "",
            "p": None, "verdict": "ok"}
@@ -132,7 +134,8 @@ def judge(path: str, key: str, old, new, rules: list[Rule], paired: PairedPredic
         row["verdict"] = "new" if new is not None else "ok"
         return row
     if new is None:
-        row["verdict"] = "REGRESSION (disappeared)"
+        judged = rule is not None and rule.decision
+        row["verdict"] = "undefined now (not judged)" if undefined_now and not judged else "REGRESSION (disappeared)"
         return row
     if not (is_number(old) and is_number(new)):
         return row
@@ -192,9 +195,30 @@ def judged_by_spread(diff: dict, rules: list[Rule], spread: Spread | None, train
 
 
 def evaluate_gate(diff: dict, rules: list[Rule], paired: PairedPredictions | None = None,
-                  spread: Spread | None = None, trained: TrainedModels | None = None) -> list[dict]:
-    return [judge(path, key, old, new, rules, paired, spread, trained)
+                  spread: Spread | None = None, trained: TrainedModels | None = None,
+                  undefined: set = frozenset()) -> list[dict]:
+    return [judge(path, key, old, new, rules, paired, spread, trained, (path, key) in undefined)
             for path, keys in sorted(diff.items()) for key, (old, new) in sorted(keys.items())]
+
+
+def undefined_metrics(diff: dict, cwd=".") -> set[tuple[str, str]]:
+    """The (file, key) pairs that the diff shows as gone but whose workspace file holds as null."""
+    found = set()
+    for path, keys in diff.items():
+        gone = [key for key, (old, new) in keys.items() if old is not None and new is None]
+        if not gone or not (Path(cwd) / path).is_file():
+            continue
+        content = json.loads((Path(cwd) / path).read_text())
+        for key in gone:
+            value, present = content, True
+            for part in key.split("."):
+                present = isinstance(value, dict) and part in value
+                value = value[part] if present else None
+                if not present:
+                    break
+            if present and value is None:
+                found.add((path, key))
+    return found
 
 
 def fmt(value) -> str:
@@ -238,10 +262,9 @@ def run_gate(against: str = "HEAD", rules_file: Path | str = RULES_FILE, show_al
         if family:  # only a spread that judges something needs its runs' count
             spread = replace(spread, k=family_k(alarm, family, spread.runs))
         note = f"{alarm:g} over {family} decision metrics"
-    rows = evaluate_gate(diff, rules, PairedPredictions(against, cwd), spread, trained)
+    rows = evaluate_gate(diff, rules, PairedPredictions(against, cwd), spread, trained, undefined_metrics(diff, cwd))
     print(render(rows, against, show_all, spread, note))
     return 1 if any(r["verdict"].startswith("REGRESSION") for r in rows) else 0
-
 
 
 def add_arguments(parser) -> None:

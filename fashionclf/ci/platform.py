@@ -61,7 +61,6 @@ def run_fingerprint(write: str | None, check: str | None) -> int:
     return 0
 
 
-
 def add_arguments(parser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", metavar="FILE", help="record it (commit it with the metrics)")

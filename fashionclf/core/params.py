@@ -118,6 +118,7 @@ class ModelParams(Section):
     epochs: int = Field(ge=1)
     lr: float = Field(gt=0.0)
     ema_decay: float = Field(ge=0.0, lt=1.0)  # exponential moving average of the weights per step (0: off)
+    regularize: bool = True  # the architecture's dropout and stochastic depth (false: off, for short schedules)
 
 
 class TrainParams(Section):

@@ -72,7 +72,6 @@ def run_preset(preset: str, params_file: str = str(PARAMS_FILE)) -> int:
     return 0
 
 
-
 def add_arguments(parser) -> None:
     parser.add_argument("file", help="a preset, e.g. configs/gpu_reference.yaml")
     parser.add_argument("--params", default=str(PARAMS_FILE))

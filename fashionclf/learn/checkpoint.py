@@ -41,7 +41,7 @@ def load_folds(model_dir: Path | str) -> list[FoldCheckpoint]:
     return [FoldCheckpoint.load(p) for p in fold_paths(model_dir)]
 
 
-def best_model_name(best="reports/best_model.json") -> str:
+def best_model_name(best) -> str:
     """The best model of the last aggregate (chosen on out-of-fold cross-validation results)."""
     path = Path(best)
     if not path.is_file():

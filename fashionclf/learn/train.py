@@ -152,7 +152,8 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
     noise_gen = torch.Generator(device).manual_seed(train.seed + fold) if device.type != "cpu" else None
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_val, y_val = x_val.to(device), y_val.to(device)
-    model = build_model(model_params.name, len(categories), train.pretrained, model_params.image_size)
+    model = build_model(model_params.name, len(categories), train.pretrained, model_params.image_size,
+                        model_params.regularize)
     model = model.to(device).to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if train.compile else model
     lr = scaled_lr(model_params, train)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core import paths
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TIMING_START, TIMING_END = "<!-- timing:start -->", "<!-- timing:end -->"
 REVIEW_START, REVIEW_END = "<!-- review:start -->", "<!-- review:end -->"
 
 
-def results_block(report="reports/summary.md", start=START, end=END) -> str:
+def results_block(report=paths.SUMMARY_REPORT, start=START, end=END) -> str:
     text = Path(report).read_text().replace("## ", "#### ")
     return f"{start}\n{text.rstrip()}\n{end}"
 
@@ -20,8 +22,8 @@ def replace_between(text: str, start: str, end: str, block: str) -> str:
     return head + block + tail
 
 
-def update_readme(readme="README.md", summary="reports/summary.md", timing="reports/timing.md",
-                  review="reports/review.md") -> int:
+def update_readme(readme="README.md", summary=paths.SUMMARY_REPORT, timing="reports/timing.md",
+                  review=paths.REVIEW_REPORT) -> int:
     path = Path(readme)
     text = replace_between(path.read_text(), START, END, results_block(summary))
     text = replace_between(text, REVIEW_START, REVIEW_END, results_block(review, REVIEW_START, REVIEW_END))
@@ -31,7 +33,6 @@ def update_readme(readme="README.md", summary="reports/summary.md", timing="repo
     path.write_text(text)
     print(f"updated {readme} from {summary}, {review}" + (f" and {timing}" if Path(timing).is_file() else ""))
     return 0
-
 
 
 def add_arguments(parser) -> None:

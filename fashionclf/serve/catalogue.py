@@ -30,10 +30,9 @@ import pyarrow.parquet as pq
 import torch
 
 from ..core.errors import DataError, ImageRejected
-from ..core.params import NEEDS_REVIEW
 from ..learn.onnx_runner import LABELS_FILE, ONNX_FILE
 from .label_store import now, parquet_files
-from .predict import Predictor, decisions
+from .predictor import Predictor, decide, row_columns
 from .sources import Filesystems, is_uri, read_image, stat
 
 
@@ -96,56 +95,32 @@ class Scorer:
 
     def __call__(self, batch: dict) -> dict:
         canvas = self.predictor.canvas_size
-        pixels, errors = [], []
-        for path in batch["path"]:
+        pixels = np.zeros((len(batch["path"]), canvas, canvas, 3), np.uint8)
+        errors = []
+        for k, path in enumerate(batch["path"]):
             try:
-                pixels.append(read_image(str(path), canvas, self.filesystems))
+                pixels[k] = read_image(str(path), canvas, self.filesystems)
                 errors.append("")
             except ImageRejected as exc:
-                pixels.append(None)
                 errors.append(str(exc))
-        ok = [k for k, e in enumerate(errors) if not e]
-        probs = np.zeros((len(errors), len(self.predictor.categories)), np.float32)
-        if ok:
-            x = torch.from_numpy(np.stack([pixels[k] for k in ok])).permute(0, 3, 1, 2)
-            probs[ok] = self.predictor(x)
+        probs = self.predictor.score(torch.from_numpy(pixels).permute(0, 3, 1, 2), errors)
         for j, category in enumerate(self.predictor.categories):
             batch[f"raw_{category}"] = probs[:, j]
         batch["error"] = np.array(errors, dtype=object)
         return batch
 
 
-def decide(scores: pa.Table, categories, calibration, target_precision, min_confidence) -> tuple[pa.Table, float]:
-    """predict's rows for one batch of scored images (report.calibration's review queue)."""
+def labelled_table(scores: pa.Table, categories, calibration, target_precision, min_confidence
+                   ) -> tuple[pa.Table, float]:
+    """The labelled rows (serve/predictor.py's decide) of one batch of scored images, with their keys."""
     raw = np.stack([scores.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in categories], 1)
-    good = np.array([not e for e in scores.column("error").to_pylist()])
-    automatic = np.zeros(len(good), bool)
-    shown = np.zeros(raw.shape)
-    automatic[good], threshold, shown[good] = decisions(raw[good], calibration, min_confidence, target_precision)
-    best = shown.argmax(1)  # before rounding, as predict
-    shown = np.round(shown, 6)
-    category = np.where(~good, "", np.where(automatic, np.array(categories, dtype=object)[best], NEEDS_REVIEW))
-    columns = {"path": scores.column("path"),
-               "category": pa.array(category.tolist(), pa.string()),
-               "confidence": pa.array(np.where(good, shown.max(1), np.nan))}
-    for j, c in enumerate(categories):
-        columns[f"p_{c}"] = pa.array(np.where(good, shown[:, j], np.nan))
-    columns.update({"error": scores.column("error"), "needs_review": pa.array(good & ~automatic),
-                    "size": scores.column("size"), "mtime_ns": scores.column("mtime_ns"),
-                    "key": scores.column("key")})
-    return pa.table(columns), threshold
-
-
-def error_reason(error: str) -> str:
-    return error.split(":", 1)[0]
-
-
-def summary(table: pa.Table) -> dict:
-    counts = {}
-    for category, error in zip(table.column("category").to_pylist(), table.column("error").to_pylist()):
-        key = f"error {error_reason(error)}" if error else category
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
+    columns, threshold = decide(scores.column("path").to_pylist(), raw, scores.column("error").to_pylist(),
+                                categories, calibration, min_confidence, target_precision)
+    table = pa.table({name: pa.array(columns[name].tolist() if columns[name].dtype == object else columns[name])
+                      for name in row_columns(categories)})
+    for name in ["size", "mtime_ns", "key"]:
+        table = table.append_column(name, scores.column(name))
+    return table, threshold
 
 
 def loaded(load, what: Path):

@@ -21,18 +21,16 @@ from ..data.balance import held_out_count
 from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, measure
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-PHOTO_CANVAS = 128           # letterbox canvas, at most: on real 224 px photos 128 (lite0 at 128) beat 96 (lite0
-                             # at 112), accuracy 0.983 against 0.979 (docs/own-photos.md)
+PHOTO_CANVAS = 128           # letterbox canvas, at most (128 beat 96 on real photos: docs/own-photos.md)
 PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite0 need roughly 100+ px objects
 SCRATCH_SIZE = 64            # models trained from scratch on a few thousand photos: detail costs, buys little
 TEST_FRACTION = 0.15         # of each category's own photos: reports accuracy with its interval
 CALIBRATION_FRACTION = 0.2   # of each category's own photos, in no fold: where the review queue is chosen
-FOLDS = 3                    # a shop's plan: 5 cost too much, 2 measured worse (docs/own-photos.md)
-PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (9 were worse than 6 on thumbnails)
-MARGIN = 0.05                # budget share kept back for what the estimate misses (runs took 14% less to 7% more)
-MEASURED_OVER_MODELLED = 1.15  # cv_train and test stages, measured / modelled: BatchNorm recalibration, augmentation,
-                             # checkpoints, workers' start (1.08, 1.21 and 1.15 for lite0 at 128 px 5 and 4 epochs and
-                             # mobilenet_v2 at 64 px 4 epochs on real 224 px photos; docs/own-photos.md)
+FOLDS = 3                    # a shop's plan: 5 cost too much, 2 train each model on half the photos
+PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (more overfit thumbnails)
+MARGIN = 0.05                # budget share kept back for what the estimate misses
+MEASURED_OVER_MODELLED = 1.15  # cv_train and test stages, measured / modelled: what the step timing leaves out
+                               # (BatchNorm recalibration, augmentation, checkpoints, workers' start)
 SCRATCH_CANDIDATES = (("mobilenet_v2", 0.006), ("resnet18", 0.004))
 MAX_PER_CLASS = 800          # training images per category, beyond which time grows faster than accuracy
 SIZE_SAMPLE = 40             # photos per category whose sizes are read
@@ -111,23 +109,25 @@ class Plan:
     estimate_s: float
 
 
-def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs) -> Plan:
-    """Choose params for ``photos``; ``costs(name, size)`` gives a model's measured Costs."""
-    reasons = []
-    budget = budget_s_ref * REFERENCE_SPEED / speed
-    reasons.append(f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
-                   f"(it reads {speed:.0f} img/s)")
+@dataclass
+class Split:
+    """How balance will split a shop's photos: category names, training images per category, and
+    the photos held out of every fold (test and calibration)."""
+    names: dict[str, str]
+    per_class: int
+    held_out: int
+
+
+def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
     names = {folder: category_name(folder) for folder in photos.counts}
-    classes = len(names)
     held = {f: held_out_count(n, TEST_FRACTION, 0) + held_out_count(n, CALIBRATION_FRACTION, 0)
-            for f, n in photos.counts.items()}  # as balance will split them
-    train_counts = [n - held[f] for f, n in photos.counts.items()]
-    per_class = int(min(MAX_PER_CLASS, max(50, max(train_counts))))
-    test_total = sum(held.values())
-    reasons.append(f"{classes} categories from the sub-folders; photos per category "
+            for f, n in photos.counts.items()}
+    per_class = int(min(MAX_PER_CLASS, max(50, max(n - held[f] for f, n in photos.counts.items()))))
+    split = Split(names, per_class, sum(held.values()))
+    reasons.append(f"{len(names)} categories from the sub-folders; photos per category "
                    + ", ".join(f"{names[f]} {n}" for f, n in photos.counts.items())
                    + f"; of each, {TEST_FRACTION:.0%} held out for the test set and {CALIBRATION_FRACTION:.0%} for "
-                   f"the calibration split ({test_total} photos), {per_class} training images per category (the "
+                   f"the calibration split ({split.held_out} photos), {per_class} training images per category (the "
                    f"largest category's, at most {MAX_PER_CLASS}: every other photo is used; smaller categories are "
                    f"oversampled with augmented variants)")
     reasons.append("calibration split: the review queue is chosen on the fold ensemble's predictions of photos "
@@ -136,37 +136,31 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                    "them, so n >= 100 / c even with none)")
     reasons.append(f"{FOLDS} folds, not 5: half the training per epoch, spent on epochs of the pretrained model; "
                    f"not 2, whose models each train on half the photos (on real 224 px photos: docs/own-photos.md)")
-    canvas = photo_canvas(photos)
-    reasons.append(f"canvas {canvas} px: the photos' median short side is {photos.median_short_side} px")
-    noise_levels = len(template["noise"]["sigmas"])
-    fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export: 52-61 s measured
-    available = budget * (1 - MARGIN) - fixed
-    schedule = Schedule.of(template, FOLDS)
+    return split
 
-    models, spent = {}, 0.0
+
+def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: int, costs, available: float,
+                  reasons: list[str]) -> tuple[dict, float, float]:
+    """(models, estimated seconds, seconds of the pretrained model's most epochs): the pretrained model first, with as many epochs as fit, since it
+    is the one that labels; then each from-scratch baseline that still fits."""
+    seconds = lambda cost, epochs: model_seconds(cost, schedule, epochs, split.per_class, len(split.names),
+                                                 split.held_out, noise_levels)
     lite_size = pretrained_size(canvas)
     lite_cost = costs(LITE0, lite_size)
-    lite_seconds = lambda epochs: model_seconds(lite_cost, schedule, epochs, per_class, classes, test_total,
-                                                noise_levels)
-    lite_epochs = PRETRAINED_EPOCHS[0]  # the budget goes to the pretrained model first: it is the one that labels
-    while lite_epochs < PRETRAINED_EPOCHS[1] and lite_seconds(lite_epochs + 1) <= available:
+    lite_epochs = PRETRAINED_EPOCHS[0]
+    while lite_epochs < PRETRAINED_EPOCHS[1] and seconds(lite_cost, lite_epochs + 1) <= available:
         lite_epochs += 1
-    models[LITE0] = {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}
-    spent += lite_seconds(lite_epochs)
+    models = {LITE0: {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}}
+    spent = seconds(lite_cost, lite_epochs)
     reasons.append(f"{LITE0} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
                    f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here")
     reasons.append(f"timed as the stages run it: {schedule.workers} folds at once, {schedule.threads} thread(s) each, "
                    f"{lite_cost.fold[0] * 1e3:.1f} ms per training image"
                    + (f"; the last round's fold alone on {schedule.last_threads} threads "
                       f"{lite_cost.last[0] * 1e3:.1f} ms" if schedule.last_threads else ""))
-    if lite_epochs < PRETRAINED_EPOCHS[1]:
-        enough = (lite_seconds(PRETRAINED_EPOCHS[1]) + fixed) / (1 - MARGIN) * speed / REFERENCE_SPEED
-        reasons.append(f"the budget gives {LITE0} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
-                       f"--budget-minutes {math.ceil(enough / 60)} would give them")
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
-        cost = model_seconds(costs(name, SCRATCH_SIZE), schedule, epochs, per_class, classes, test_total,
-                             noise_levels)
+        cost = seconds(costs(name, SCRATCH_SIZE), epochs)
         if spent + cost <= available:
             models[name] = {"image_size": SCRATCH_SIZE, "epochs": epochs, "lr": lr, "ema_decay": 0.95}
             spent += cost
@@ -175,17 +169,17 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
         else:
             reasons.append(f"{name} left out: {epochs} epochs would take about {cost:.0f} s, over what is left "
                            f"of the budget ({max(0.0, available - spent):.0f} s)")
-    estimate = spent + fixed
-    if estimate > budget:
-        reasons.append(f"warning: even this smallest plan needs about {estimate * speed / REFERENCE_SPEED:.0f} s at "
-                       f"{REFERENCE_SPEED} img/s, over the budget of {budget_s_ref:.0f} s")
+    return models, spent, seconds(lite_cost, PRETRAINED_EPOCHS[1])
 
+
+def planned_params(photos: PhotoFolder, template: dict, split: Split, canvas: int, models: dict) -> dict:
     params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in template.items()}
     params["fetch"] = {"source": str(photos.root.resolve()), "per_class": 0}
     params["clean"] = dict(template["clean"], canvas_size=canvas)
-    params["label"] = {"categories": list(names.values()),
-                       "rules": [{"pattern": f"^{re.escape(folder)}/", "category": name} for folder, name in names.items()]}
-    params["balance"] = dict(template["balance"], per_class=per_class, test_fraction=TEST_FRACTION,
+    params["label"] = {"categories": list(split.names.values()),
+                       "rules": [{"pattern": f"^{re.escape(folder)}/", "category": name}
+                                 for folder, name in split.names.items()]}
+    params["balance"] = dict(template["balance"], per_class=split.per_class, test_fraction=TEST_FRACTION,
                              test_max_per_class=0, calibration_fraction=CALIBRATION_FRACTION,
                              calibration_max_per_class=0)
     params["augment"] = dict(template["augment"], variants=0)
@@ -193,7 +187,30 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     for section in params:
         if section in SECTIONS:
             parse(section, params[section])  # a plan that does not validate is a bug here, not the user's
-    return Plan(params, reasons, estimate * speed / REFERENCE_SPEED)
+    return params
+
+
+def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float, costs) -> Plan:
+    """Choose params for ``photos``; ``costs(name, size)`` gives a model's measured Costs."""
+    budget = budget_s_ref * REFERENCE_SPEED / speed
+    reasons = [f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
+               f"(it reads {speed:.0f} img/s)"]
+    split = split_of(photos, reasons)
+    canvas = photo_canvas(photos)
+    reasons.append(f"canvas {canvas} px: the photos' median short side is {photos.median_short_side} px")
+    fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export
+    available = budget * (1 - MARGIN) - fixed
+    models, spent, lite_most = choose_models(split, canvas, Schedule.of(template, FOLDS),
+                                             len(template["noise"]["sigmas"]), costs, available, reasons)
+    if models[LITE0]["epochs"] < PRETRAINED_EPOCHS[1]:
+        enough = (lite_most + fixed) / (1 - MARGIN) * speed / REFERENCE_SPEED
+        reasons.append(f"the budget gives {LITE0} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
+                       f"--budget-minutes {math.ceil(enough / 60)} would give them")
+    estimate = spent + fixed
+    if estimate > budget:
+        reasons.append(f"warning: even this smallest plan needs about {estimate * speed / REFERENCE_SPEED:.0f} s at "
+                       f"{REFERENCE_SPEED} img/s, over the budget of {budget_s_ref:.0f} s")
+    return Plan(planned_params(photos, template, split, canvas, models), reasons, estimate * speed / REFERENCE_SPEED)
 
 
 def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float = 15.0,
@@ -219,7 +236,6 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     print(f"wrote {out}: estimated `dvc repro` {chosen.estimate_s:.0f} s at the reference speed "
           f"(budget {budget_minutes * 60:.0f} s). Next: dvc repro")
     return 0
-
 
 
 def add_arguments(parser) -> None:

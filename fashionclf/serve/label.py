@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ..core import paths
 from ..core.errors import DataError
-from .catalogue import choose_runner, decide, loaded, model_files, model_version, score_new, summary
+from .catalogue import choose_runner, labelled_table, loaded, model_files, model_version, score_new
 from .label_store import SCORES, scored_keys, undecided, write_batch, write_run_report
-from .predict import Predictor, calibration_csv, review_args_problems
+from .predictor import Predictor, calibration_csv, count_summary, review_args_problems
 from .sources import as_dataset, filesystem, list_paths
 
 
@@ -93,10 +93,10 @@ def run_label(args) -> int:
     if pending is None or not len(pending):
         print(f"label: nothing new to decide; {labelled_before} images labelled before under {args.out}")
         return 0
-    table, threshold = decide(pending, local.categories, calibration, args.target_precision,
-                              args.min_confidence)
+    table, threshold = labelled_table(pending, local.categories, calibration, args.target_precision,
+                                      args.min_confidence)
     batch, final_dir = write_batch(fs, out, table)
-    counts = summary(table)
+    counts = count_summary(table.column("category").to_pylist(), table.column("error").to_pylist())
     report = {"model": model_name, "model_version": version, "runner": runner, "runner_choice": why,
               "scored_this_run": new, "skipped_already_scored": int(len(scored_before)), "decided": len(table),
               "seconds": round(seconds, 1), "images_per_second": rate,

@@ -1,0 +1,123 @@
+"""The predicting core that `predict` (CSV) and `label` (Ray, Parquet) share.
+
+``Predictor`` turns decoded images into the fold ensemble's raw probabilities; ``decide`` turns a
+batch of them into labels, the review queue of a target precision, chosen over the whole batch
+(report.calibration's conformal selection against the calibration split), and one row schema;
+``count_summary`` counts a batch's outcomes the same way for both front ends.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core import paths
+from ..core.params import NEEDS_REVIEW
+from ..learn.checkpoint import best_model_name
+from ..learn.inference import Ensemble, pick_device
+from ..learn.onnx_runner import OnnxEnsemble
+from ..report.calibration import Calibration, scaled
+
+
+class Predictor:
+    """A callable from [N, 3, canvas, canvas] uint8 to probabilities: a model's fold ensemble under
+    torch, or the ONNX export under onnxruntime."""
+
+    def __init__(self, model: str | None = None, exported: str | None = None, models_dir=paths.MODELS,
+                 best=paths.BEST_MODEL, device: str = "auto", threads: int | None = None):
+        self.device = pick_device(device, "--device")  # the torch ensemble's; onnxruntime runs on the CPU
+        if exported:
+            self.module = OnnxEnsemble(exported, threads)
+            self.model_name = self.module.name
+            self.name = f"{self.module.name} (exported)"
+        else:
+            self.model_name = model or best_model_name(best)
+            self.module = Ensemble.load(Path(models_dir) / self.model_name)
+            self.name = self.model_name
+        self.calibration: Calibration | None = None  # set by calibrate()
+        self.categories = self.module.categories
+        self.canvas_size = self.module.preprocessing["canvas_size"]
+
+    @torch.inference_mode()
+    def __call__(self, batch_uint8: torch.Tensor) -> np.ndarray:
+        """The ensemble's raw probabilities (the review queue is chosen on these)."""
+        x = (batch_uint8.float() / 255).contiguous(memory_format=torch.channels_last)
+        if isinstance(self.module, Ensemble):
+            return self.module.predict_proba(x, max(len(x), 1), self.device)
+        return self.module(x)
+
+    def score(self, pixels: torch.Tensor, errors) -> np.ndarray:
+        """Raw probabilities [N, categories] of a decoded batch; zeros where ``errors`` names one."""
+        ok = [k for k, error in enumerate(errors) if not error]
+        probs = np.zeros((len(errors), len(self.categories)), np.float32)
+        if ok:
+            probs[ok] = self(pixels[ok])
+        return probs
+
+    def calibrate(self, calibration_csv) -> Calibration:
+        """Fit the temperature and the review queue on the ensemble's predictions of the calibration
+        split (written by the test_clean stage)."""
+        if not Path(calibration_csv).is_file():
+            raise FileNotFoundError(f"{calibration_csv} not found: --target-precision needs the model's predictions "
+                                    f"of the calibration split (run `dvc repro`, or pass --calibration)")
+        self.calibration = Calibration.from_table(pd.read_csv(calibration_csv, keep_default_na=False))
+        return self.calibration
+
+
+def calibration_csv(model_name: str) -> str:
+    """Where the test_clean stage writes the model's predictions of the calibration split."""
+    return paths.CALIBRATION_PREDICTIONS.format(model=model_name)
+
+
+def review_args_problems(target_precision, min_confidence) -> list[str]:
+    """What is wrong with a --target-precision / --min-confidence pair (predict's and label's)."""
+    problems = []
+    if not 0 <= min_confidence <= 1:
+        problems.append("--min-confidence must be within [0, 1]")
+    if target_precision is not None and not (0 < target_precision <= 1 and min_confidence == 0):
+        problems.append("--target-precision must be within (0, 1] and not combined with --min-confidence")
+    return problems
+
+
+def row_columns(categories) -> list[str]:
+    """The columns of a labelled row, in order: predict's CSV, and label's Parquet before its keys."""
+    return ["path", "category", "confidence"] + [f"p_{c}" for c in categories] + ["error", "needs_review"]
+
+
+def decide(paths_, raw: np.ndarray, errors, categories, calibration: Calibration | None,
+           min_confidence=0.0, target_precision=None) -> tuple[dict[str, np.ndarray], float]:
+    """(the labelled rows as columns, the threshold) for a batch of raw ensemble probabilities.
+
+    Below ``min_confidence``, or outside the review queue of ``target_precision`` chosen over the
+    readable images of this batch, an image is ``needs_review``. Shown probabilities are
+    temperature-scaled when calibrated; an unreadable image has no category and NaN probabilities.
+    """
+    good = np.array([not e for e in errors], bool)
+    automatic = np.zeros(len(good), bool)
+    shown = np.full(raw.shape, np.nan)
+    readable = raw[good]
+    if target_precision is not None:
+        automatic[good], threshold = calibration.select(readable, target_precision)
+    else:
+        automatic[good], threshold = readable.max(1, initial=0.0) >= min_confidence, min_confidence
+    shown[good] = scaled(readable, calibration.temperature) if calibration else readable
+    best = np.where(good, np.nan_to_num(shown, nan=-1).argmax(1), 0)  # before rounding
+    shown = np.round(shown, 6)
+    names = np.array(categories, dtype=object)[best]
+    columns = {"path": np.array([str(p) for p in paths_], dtype=object),
+               "category": np.where(~good, "", np.where(automatic, names, NEEDS_REVIEW)).astype(object),
+               "confidence": np.where(good, np.nan_to_num(shown, nan=-1).max(1), np.nan)}
+    columns.update({f"p_{c}": shown[:, j] for j, c in enumerate(categories)})
+    columns.update({"error": np.array(list(errors), dtype=object), "needs_review": good & ~automatic})
+    return columns, float(threshold)
+
+
+def count_summary(category, errors) -> dict[str, int]:
+    """Images per outcome: each category, needs_review, and ``error <reason>`` per kind of error."""
+    counts = {}
+    for name, error in zip(category, errors):
+        key = f"error {error.split(':', 1)[0]}" if error else name
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
