@@ -8,6 +8,11 @@ gate says about each rerun. With --write, it records each gated metric's standar
 committed run and the variants in reports/spread.json, which the gate's spread rule reads.
 
     python bench/seed_spread.py [--variants seed43 ...] [--keep DIR] [--write reports/spread.json]
+    python bench/seed_spread.py --models efficientnet_b0 --write reports/spread.json  # one recipe changed
+
+With --models, each clone reruns only those models' stages, and --write replaces only their entries
+in the spread file: the other models' runs are unchanged by a change to these models' recipes (same
+params, same code, same bytes), so their recorded values still stand.
 
 By default 7 variants: with the committed run, 8 runs (the gate's family-wise k needs their number).
 
@@ -50,7 +55,8 @@ def sh(cmd, cwd):
     subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL if cmd[0] == "git" else None)
 
 
-def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: bool = True) -> Path:
+def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: bool = True,
+                  models: list[str] | None = None) -> Path:
     repo = work / name
     if not (repo / ".git").is_dir():  # with --keep, a clone left by an earlier run carries on
         sh(["git", "clone", "-q", str(root), str(repo)], work)
@@ -61,7 +67,8 @@ def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: boo
         (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     if rerun:
         print(f"=== {name}: dvc repro with {overrides}", flush=True)
-        sh(["dvc", "repro", "review"], repo)  # the export is not a metric
+        targets = [f"{stage}@{m}" for m in models for stage in ("test_clean", "test_noise")] if models else ["review"]
+        sh(["dvc", "repro", *targets], repo)  # the export is not a metric
     return repo
 
 
@@ -78,18 +85,26 @@ def correct(repo: Path, kind: str, model: str) -> pd.Series:
     return table["actual"] == table["predicted"]
 
 
-def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path) -> None:
+def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path, partial: bool = False) -> None:
     """{metrics file: {key: {values, sd}}}: the standard deviation of each metric over the runs
-    (ddof 1), keyed as `dvc metrics diff` names them, for the gate's spread rule."""
+    (ddof 1), keyed as `dvc metrics diff` names them, for the gate's spread rule. ``partial``: the
+    table holds some models only; the file's other entries stay (its runs must be these runs)."""
     metrics = {}
+    if partial:
+        old = json.loads(path.read_text())
+        if set(old["variants"]) != set(runs):
+            raise SystemExit(f"{path} has the runs {list(old['variants'])}, not {runs}: rerun every model")
+        metrics = old["metrics"]
     for row in table.to_dict("records"):
         kind_model, key = row["metric"].split(":")
         metrics.setdefault(f"metrics/{kind_model}.json", {})[key] = {
             "values": [round(float(row[r]), 6) for r in runs], "sd": round(float(row["sd"]), 6)}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                             text=True).stdout.strip()
+    models = sorted({m.split(":")[0].split("/")[-1] for m in table["metric"] if "/" in m})
+    measured_at = (json.loads(path.read_text()).get("measured_at", {}) if partial else {}) | {m: commit for m in models}
     doc = {"commit": commit, "runs": len(runs), "variants": {r: VARIANTS.get(r, "the committed metrics") for r in runs},
-           "platform": fingerprint(root / "params.yaml"), "metrics": metrics}
+           "measured_at": measured_at, "platform": fingerprint(root / "params.yaml"), "metrics": metrics}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     print(f"wrote {path}: the spread of {sum(map(len, metrics.values()))} metrics over {len(runs)} runs")
 
@@ -133,7 +148,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        runs = {name: clone_and_run(name, VARIANTS[name], root, work, not args.no_run) for name in args.variants}
+        runs = {name: clone_and_run(name, VARIANTS[name], root, work, not args.no_run, args.models)
+                for name in args.variants}
         rows = []
         for kind, key in METRICS:
             for model in models:
@@ -155,7 +171,7 @@ def main():
         table["sd"] = table[["committed", *runs]].std(axis=1, ddof=1)
         print(table.to_markdown(index=False, floatfmt=".4f"))
         if args.write:
-            write_spread(Path(args.write), table, ["committed", *runs], root)
+            write_spread(Path(args.write), table, ["committed", *runs], root, partial=bool(args.models))
         if not args.models and len(runs) >= 4:  # the other runs of a pair must give an sd (3 at least)
             held_out = held_out_gates(table, ["committed", *runs], root)
             failing = [v for v in held_out if v["failed"]]
