@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image, ImageOps
 
 from conftest import make_image, python_cmd, run
 from fashionclf.__main__ import main
@@ -100,16 +101,23 @@ def test_manifest_and_glob_on_a_running_ray_with_the_runner_chosen_by_measuremen
     files = sorted(p for p in images.rglob("*.png"))
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame({"image": [str(p) for p in files[:5]] + [str(tmp_path / "gone.png")]}).to_csv(manifest, index=False)
+    inverted = tmp_path / "inverted"  # photos unlike the training ones: one warning line, labels kept
+    inverted.mkdir()
+    for k, path in enumerate(files[5:35]):
+        ImageOps.invert(Image.open(path).convert("L")).save(inverted / f"{k}.png")
     out = tmp_path / "labels"
-    result = run(python_cmd("-m", "fashionclf", "label", str(manifest), str(images / "*" / "*.jpg"),
+    result = run(python_cmd("-m", "fashionclf", "label", str(manifest), str(images / "*" / "*.jpg"), str(inverted),
                             "--path-column", "image", "--out", str(out), "--address", local_ray, "--actors", "1"),
                  tiny_project)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and int(warnings[0].split()[1]) >= 25, result.stderr  # of 30 inverted
     assert "runner onnx (" in result.stdout or "runner torch (" in result.stdout
     assert "img/s per actor" in result.stdout  # both runners timed here, the faster one used
     assert f"Ray at {local_ray}" in result.stdout
     labelled = labels_of(out)
     jpgs = sorted(str(p) for p in images.glob("*/*.jpg"))
-    assert sorted(labelled.index) == sorted([str(p) for p in files[:5]] + [str(tmp_path / "gone.png")] + jpgs)
+    assert sorted(labelled.index) == sorted([str(p) for p in files[:5]] + [str(tmp_path / "gone.png")] + jpgs
+                                            + [str(p) for p in inverted.glob("*.png")])
     assert labelled.loc[str(tmp_path / "gone.png"), "error"].startswith("not_a_regular_file")
     runs = list((out / "runs").glob("*.json"))
     assert len(runs) == 1 and '"images_per_second"' in runs[0].read_text()

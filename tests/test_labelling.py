@@ -321,8 +321,8 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
     from fashionclf.serve.predictor import Predictor
     predictor = Predictor(review["model"], models_dir=tiny_project / "models")
     scored = list(predict_paths(predictor, list_inputs([images]), workers=0))
-    assert [str(path) for path, _, _ in scored] == table["path"].tolist()
-    raw_confidence = pd.Series([probs.max() for _, probs, _ in scored])
+    assert [str(row[0]) for row in scored] == table["path"].tolist()
+    raw_confidence = pd.Series([row[1].max() for row in scored])
     confident = raw_confidence >= threshold - 1e-6  # the queue is a threshold on the raw confidence
     assert (table.loc[~confident, "category"] == "needs_review").all()
     assert (table.loc[confident, "category"] != "needs_review").all()

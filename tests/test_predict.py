@@ -97,3 +97,55 @@ def test_decompression_bomb_is_reported_not_decoded(tiny_project, tmp_path):
     assert cli(tiny_project, "predict", folder, "--out", out, "--workers", "0").returncode == 0
     row = pd.read_csv(out, keep_default_na=False).iloc[0]
     assert row["error"].startswith("decompression_bomb") and row["category"] == ""
+
+
+def test_inverted_photos_get_one_warning_line_with_a_count_and_keep_their_labels(tiny_project, tmp_path):
+    """Inverted Fashion-MNIST (dark garments on white) against the calibration split's image statistics
+    and confidences: one warning line with a count, and the labels the model gives, unchanged. The
+    same kind of photos as the training ones get no warning."""
+    import zipfile
+
+    from PIL import ImageOps
+
+    plain, inverted = tmp_path / "plain", tmp_path / "inverted"
+    plain.mkdir()
+    inverted.mkdir()
+    with zipfile.ZipFile(tiny_project / "data/raw.zip") as archive:
+        names = sorted(n for n in archive.namelist() if n.endswith(".png"))[::4]
+        for k, name in enumerate(names):
+            with archive.open(name) as fh:
+                image = Image.open(fh).convert("L")
+                image.save(plain / f"{k}.png")
+                ImageOps.invert(image).save(inverted / f"{k}.png")
+    outs = {}
+    for folder in (plain, inverted):
+        outs[folder.name] = tmp_path / f"{folder.name}.csv"
+        result = cli(tiny_project, "predict", folder, "--out", outs[folder.name], "--workers", "0")
+        assert result.returncode == 0
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        if folder is plain:
+            assert warnings == [], result.stderr
+        else:
+            assert len(warnings) == 1, result.stderr
+            count = int(warnings[0].split()[1])
+            assert f"of {len(names)} images look unlike" in warnings[0] and count >= 0.9 * len(names)
+    table = pd.read_csv(outs["inverted"], keep_default_na=False)
+    probs = table[["p_bags", "p_clothing", "p_shoes"]].to_numpy(float)
+    assert table["category"].tolist() == [["bags", "clothing", "shoes"][k] for k in probs.argmax(1)]
+
+
+def test_the_shift_check_warns_on_a_shifted_batch_only():
+    from fashionclf.serve.predictor import ShiftCheck
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"p_a": rng.uniform(0.6, 1.0, 1200), "brightness": rng.normal(0.3, 0.02, 1200),
+                              "contrast": rng.normal(0.3, 0.02, 1200), "border": rng.normal(0.0, 0.01, 1200)})
+    reference["p_b"] = 1 - reference["p_a"]
+    check = ShiftCheck.from_table(reference)
+    alike = {name: rng.normal(mean, sd, 500) for name, mean, sd in
+             [("brightness", 0.3, 0.02), ("contrast", 0.3, 0.02), ("border", 0.0, 0.01)]}
+    assert check.warning(alike, rng.uniform(0.6, 1.0, 500)) is None
+    darker = dict(alike, brightness=alike["brightness"] - 0.2)
+    assert check.warning(darker, rng.uniform(0.6, 1.0, 500)).startswith("warning: 500 of 500 images")
+    unsure = check.warning(alike, rng.uniform(0.5, 0.7, 500))
+    assert "lowest confidences" in unsure and "brightness" not in unsure

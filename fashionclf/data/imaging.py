@@ -97,3 +97,20 @@ def decode(source: Path | str | bytes, size: int, min_side: int = 1, max_pixels:
         raise ImageRejected(UNREADABLE, f"{type(exc).__name__}: {exc}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
+
+
+IMAGE_STATISTICS = ("brightness", "contrast", "border")
+
+
+def image_statistics(pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image of a canonical batch [N, 3, H, W] (uint8, or floats in [0, 1]): mean brightness,
+    contrast (the standard deviation) and the brightness of the outer eighth of the canvas, where a
+    catalogue photo's background is. Photos unlike the training ones (another background, inverted
+    colours, another light) move these before a model's confidence shows it."""
+    x = pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 1.0)
+    gray = x.mean(axis=1)
+    ring = max(1, gray.shape[-1] // 8)
+    inner = np.zeros(gray.shape[1:], bool)
+    inner[ring:-ring, ring:-ring] = True
+    return {"brightness": gray.mean(axis=(1, 2)).round(4), "contrast": gray.std(axis=(1, 2)).round(4),
+            "border": gray[:, ~inner].mean(axis=1).round(4)}

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ..core.errors import DataError, ImageRejected
+from ..data.imaging import image_statistics
 from ..learn.onnx_runner import LABELS_FILE, ONNX_FILE
 from .label_store import now, parquet_files
 from .predictor import Predictor, decide, row_columns
@@ -103,9 +104,11 @@ class Scorer:
                 errors.append("")
             except ImageRejected as exc:
                 errors.append(str(exc))
-        probs = self.predictor.score(torch.from_numpy(pixels).permute(0, 3, 1, 2), errors)
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+        probs = self.predictor.score(x, errors)
         for j, category in enumerate(self.predictor.categories):
             batch[f"raw_{category}"] = probs[:, j]
+        batch.update(image_statistics(x.numpy()))  # for the shift check
         batch["error"] = np.array(errors, dtype=object)
         return batch
 

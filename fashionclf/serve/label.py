@@ -8,11 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..core import paths
 from ..core.errors import DataError
+from ..data.imaging import IMAGE_STATISTICS
 from .catalogue import choose_runner, labelled_table, loaded, model_files, model_version, score_new
 from .label_store import SCORES, scored_keys, undecided, write_batch, write_run_report
-from .predictor import Predictor, calibration_csv, count_summary, review_args_problems
+from .predictor import (Predictor, calibration_csv, calibration_table, count_summary, review_args_problems,
+                        shift_warning)
 from .sources import as_dataset, filesystem, list_paths
 
 
@@ -69,9 +73,9 @@ def run_label(args) -> int:
     print(f"label: runner {runner} ({why})")
     files = model_files(runner, model_dir, Path(args.exported))
     version = model_version(files)
-    calibration = None
+    calibration, calibration_path = None, args.calibration or calibration_csv(model_name)
     if args.target_precision is not None:
-        calibration = local.calibrate(args.calibration or calibration_csv(model_name))
+        calibration = local.calibrate(calibration_path)
 
     fs, out = filesystem(args.out)
     scores_dir = f"{out}/{SCORES}/{version}"
@@ -106,6 +110,12 @@ def run_label(args) -> int:
     if args.target_precision is not None:
         print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
     print("counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    raw = np.stack([pending.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in local.categories], 1)
+    statistics = {name: pending.column(name).to_numpy(zero_copy_only=False) for name in IMAGE_STATISTICS
+                  if name in pending.column_names}
+    if warning := shift_warning(calibration_table(calibration_path), statistics, raw,
+                                pending.column("error").to_pylist()):
+        print(warning, file=sys.stderr)
     return 0
 
 

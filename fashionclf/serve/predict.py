@@ -18,8 +18,9 @@ from tqdm import tqdm
 from ..core import paths
 from ..core.errors import ImageRejected
 from ..core.params import DEVICE_PATTERN
-from ..data.imaging import decode
-from .predictor import Predictor, calibration_csv, count_summary, decide, review_args_problems, row_columns
+from ..data.imaging import decode, image_statistics
+from .predictor import (Predictor, calibration_csv, calibration_table, count_summary, decide, review_args_problems,
+                        row_columns, shift_warning)
 
 
 def list_inputs(inputs) -> list[Path]:
@@ -51,21 +52,29 @@ class DecodedImages(torch.utils.data.Dataset):
 
 
 def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2):
-    """Yield (path, raw probabilities, error) per path, in input order (zeros for an unreadable one)."""
+    """Yield (path, raw probabilities, error, image statistics) per path, in input order (zeros for an
+    unreadable one)."""
     loader = torch.utils.data.DataLoader(DecodedImages(paths, predictor.canvas_size), batch_size=batch_size,
                                          num_workers=workers, shuffle=False,
                                          persistent_workers=False, prefetch_factor=4 if workers else None)
     for pixels, indices, errors in loader:
-        for index, probs, error in zip(indices.tolist(), predictor.score(pixels, errors), errors):
-            yield paths[index], probs, error
+        statistics = pd.DataFrame(image_statistics(pixels.numpy())).to_dict("records")
+        for index, probs, error, stats in zip(indices.tolist(), predictor.score(pixels, errors), errors, statistics):
+            yield paths[index], probs, error, stats
 
 
 def labelled_table(predictor: Predictor, scored, min_confidence=0.0, target_precision=None):
     """(predict's rows as a DataFrame, the threshold) from predict_paths' results."""
-    raw = np.array([probs for _, probs, _ in scored], np.float32).reshape(len(scored), len(predictor.categories))
-    columns, threshold = decide([path for path, _, _ in scored], raw, [error for _, _, error in scored],
+    raw = np.array([row[1] for row in scored], np.float32).reshape(len(scored), len(predictor.categories))
+    columns, threshold = decide([row[0] for row in scored], raw, [row[2] for row in scored],
                                 predictor.categories, predictor.calibration, min_confidence, target_precision)
     return pd.DataFrame(columns, columns=row_columns(predictor.categories)), threshold
+
+
+def batch_shift_warning(predictor: Predictor, scored, calibration: pd.DataFrame | None) -> str | None:
+    raw = np.array([row[1] for row in scored], np.float32).reshape(len(scored), len(predictor.categories))
+    statistics = pd.DataFrame([row[3] for row in scored]).to_dict("list")
+    return shift_warning(calibration, statistics, raw, [row[2] for row in scored])
 
 
 def problems_with(args) -> list[str]:
@@ -81,8 +90,8 @@ def run_predict(args) -> int:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
     predictor = Predictor(args.model, args.exported, device=args.device)
+    calibration = args.calibration or calibration_csv(predictor.model_name)
     if args.target_precision is not None:
-        calibration = args.calibration or calibration_csv(predictor.model_name)
         fit = predictor.calibrate(calibration)
         print(f"target precision {args.target_precision:g}: the review queue is chosen over this batch against "
               f"{fit.n} calibration images ({calibration}); shown probabilities at temperature {fit.temperature:g}")
@@ -96,6 +105,8 @@ def run_predict(args) -> int:
         print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
     counts = count_summary(table["category"], table["error"])
     print(f"wrote {args.out}: {len(paths)} images, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if warning := batch_shift_warning(predictor, scored, calibration_table(calibration)):
+        print(warning, file=sys.stderr)
     return 0
 
 

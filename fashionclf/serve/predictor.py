@@ -3,18 +3,22 @@
 ``Predictor`` turns decoded images into the fold ensemble's raw probabilities; ``decide`` turns a
 batch of them into labels, the review queue of a target precision, chosen over the whole batch
 (report.calibration's conformal selection against the calibration split), and one row schema;
-``count_summary`` counts a batch's outcomes the same way for both front ends.
+``count_summary`` counts a batch's outcomes the same way for both front ends; ``ShiftCheck`` says
+when a batch looks unlike the calibration split.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import binom
 
 from ..core import paths
 from ..core.params import NEEDS_REVIEW
+from ..data.imaging import IMAGE_STATISTICS
 from ..learn.checkpoint import best_model_name
 from ..learn.inference import Ensemble, pick_device
 from ..learn.onnx_runner import OnnxEnsemble
@@ -62,13 +66,18 @@ class Predictor:
         if not Path(calibration_csv).is_file():
             raise FileNotFoundError(f"{calibration_csv} not found: --target-precision needs the model's predictions "
                                     f"of the calibration split (run `dvc repro`, or pass --calibration)")
-        self.calibration = Calibration.from_table(pd.read_csv(calibration_csv, keep_default_na=False))
+        self.calibration = Calibration.from_table(calibration_table(calibration_csv))
         return self.calibration
 
 
 def calibration_csv(model_name: str) -> str:
     """Where the test_clean stage writes the model's predictions of the calibration split."""
     return paths.CALIBRATION_PREDICTIONS.format(model=model_name)
+
+
+def calibration_table(path) -> pd.DataFrame | None:
+    """The calibration split's predictions and image statistics, or None where there are none."""
+    return pd.read_csv(path, keep_default_na=False) if Path(path).is_file() else None
 
 
 def review_args_problems(target_precision, min_confidence) -> list[str]:
@@ -121,3 +130,79 @@ def count_summary(category, errors) -> dict[str, int]:
         key = f"error {error.split(':', 1)[0]}" if error else name
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
+
+
+FAR = 6.0                 # robust z (distance from the median in MADs scaled to sd) beyond which an image
+                          # statistic is far outside the calibration split's
+SCALE_FLOOR = 0.02        # the smallest scale of a statistic, on the [0, 1] pixel scale: Fashion-MNIST's
+                          # black border has no spread at all
+LOW_CONFIDENCE_SHARE = 0.05  # of the calibration split, below the confidence floor
+FAR_OUTSIDE_P = 1e-3      # a batch is far outside when photos like the calibration split's would give
+                          # that many such images with a binomial chance below this
+
+
+def far_above(count: int, n: int, rate: float) -> bool:
+    """Is ``count`` of ``n`` far more than the share ``rate`` expected (and at least twice it)?"""
+    return count > 0 and count >= 2 * rate * n and binom.sf(count - 1, n, rate) < FAR_OUTSIDE_P
+
+
+@dataclass
+class ShiftCheck:
+    """The calibration split's image statistics and raw confidences (the test_clean stage writes both),
+    against which a batch of new photos is compared. It only warns: no label changes because of it.
+
+    An image is outside when any statistic is over ``FAR`` robust standard deviations from the
+    split's median; the rate expected from photos like the split's is the split's own share of such
+    images (at least 1%), so heavy tails do not raise false alarms."""
+    centres: dict[str, tuple[float, float]]  # statistic: (median, scale)
+    outside_rate: float
+    confidence_floor: float
+
+    @staticmethod
+    def far(values: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+        median, scale = centre
+        return np.abs(np.asarray(values, float) - median) > FAR * scale
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> "ShiftCheck":
+        raw = table[[c for c in table.columns if c.startswith("p_")]].to_numpy(float)
+        centres = {}
+        for name in IMAGE_STATISTICS:
+            if name in table.columns:  # older tables: confidence only
+                values = table[name].to_numpy(float)
+                median = float(np.median(values))
+                centres[name] = (median, max(1.4826 * float(np.median(np.abs(values - median))), SCALE_FLOOR))
+        outside = np.zeros(len(table), bool)
+        for name, centre in centres.items():
+            outside |= cls.far(table[name], centre)
+        rate = max(0.01, (int(outside.sum()) + 1) / (len(table) + 1))
+        return cls(centres, rate, float(np.quantile(raw.max(1), LOW_CONFIDENCE_SHARE)))
+
+    def warning(self, statistics: dict[str, np.ndarray], confidence: np.ndarray) -> str | None:
+        """One line when the batch's images or confidences fall far outside the calibration split's."""
+        n = len(confidence)
+        compared = [name for name in self.centres if name in statistics]  # scores of older runs lack them
+        outside = np.zeros(n, bool)
+        for name in compared:
+            outside |= self.far(statistics[name], self.centres[name])
+        unsure = confidence < self.confidence_floor
+        found = []
+        if compared and far_above(int(outside.sum()), n, self.outside_rate):
+            found.append(f"{outside.sum()} with brightness, contrast or background far from the calibration "
+                         f"split's (about {self.outside_rate * n:.0f} expected)")
+        if far_above(int(unsure.sum()), n, LOW_CONFIDENCE_SHARE):
+            found.append(f"{unsure.sum()} below its {LOW_CONFIDENCE_SHARE:.0%} lowest confidences "
+                         f"(about {LOW_CONFIDENCE_SHARE * n:.0f} expected)")
+        if not found:
+            return None
+        return (f"warning: {int((outside | unsure).sum())} of {n} images look unlike the photos the model was "
+                f"checked on: {'; '.join(found)}. Labels are unchanged; review these, or retrain with such photos")
+
+
+def shift_warning(calibration: pd.DataFrame | None, statistics: dict, raw: np.ndarray, errors) -> str | None:
+    """ShiftCheck's line for the readable images of a batch (None without a calibration table)."""
+    good = np.array([not e for e in errors], bool)
+    if calibration is None or not good.any():
+        return None
+    return ShiftCheck.from_table(calibration).warning({k: np.asarray(v)[good] for k, v in statistics.items()},
+                                                      raw[good].max(1))
