@@ -52,6 +52,14 @@ def check_args(args) -> list[str]:
         review_args_problems(args.target_precision, args.min_confidence)
 
 
+def batch_shift_warning(pending, categories, calibration_path) -> str | None:
+    """serve/predictor.py's shift check on the scored rows decided in this batch."""
+    raw = np.stack([pending.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in categories], 1)
+    statistics = {name: pending.column(name).to_numpy(zero_copy_only=False) for name in IMAGE_STATISTICS
+                  if name in pending.column_names}
+    return shift_warning(calibration_table(calibration_path), statistics, raw, pending.column("error").to_pylist())
+
+
 def run_label(args) -> int:
     import ray
 
@@ -110,11 +118,7 @@ def run_label(args) -> int:
     if args.target_precision is not None:
         print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
     print("counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    raw = np.stack([pending.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in local.categories], 1)
-    statistics = {name: pending.column(name).to_numpy(zero_copy_only=False) for name in IMAGE_STATISTICS
-                  if name in pending.column_names}
-    if warning := shift_warning(calibration_table(calibration_path), statistics, raw,
-                                pending.column("error").to_pylist()):
+    if warning := batch_shift_warning(pending, local.categories, calibration_path):
         print(warning, file=sys.stderr)
     return 0
 
