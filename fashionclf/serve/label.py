@@ -15,8 +15,7 @@ from ..core.errors import DataError
 from ..data.imaging import IMAGE_STATISTICS
 from .catalogue import choose_runner, labelled_table, loaded, model_files, model_version, score_new
 from .label_store import SCORES, scored_keys, undecided, write_batch, write_run_report
-from .predictor import (Predictor, calibration_csv, calibration_table, count_summary, review_args_problems,
-                        shift_warning)
+from .predictor import Predictor, calibration_csv, count_summary, review_args_problems, shift_warning
 from .sources import as_dataset, filesystem, list_paths
 
 
@@ -52,12 +51,12 @@ def check_args(args) -> list[str]:
         review_args_problems(args.target_precision, args.min_confidence)
 
 
-def batch_shift_warning(pending, categories, calibration_path) -> str | None:
+def batch_shift_warning(pending, predictor: Predictor) -> str | None:
     """serve/predictor.py's shift check on the scored rows decided in this batch."""
-    raw = np.stack([pending.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in categories], 1)
+    raw = np.stack([pending.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in predictor.categories], 1)
     statistics = {name: pending.column(name).to_numpy(zero_copy_only=False) for name in IMAGE_STATISTICS
                   if name in pending.column_names}
-    return shift_warning(calibration_table(calibration_path), statistics, raw, pending.column("error").to_pylist())
+    return shift_warning(predictor.shift_check, statistics, raw, pending.column("error").to_pylist())
 
 
 def run_label(args) -> int:
@@ -81,9 +80,8 @@ def run_label(args) -> int:
     print(f"label: runner {runner} ({why})")
     files = model_files(runner, model_dir, Path(args.exported))
     version = model_version(files)
-    calibration, calibration_path = None, args.calibration or calibration_csv(model_name)
-    if args.target_precision is not None:
-        calibration = local.calibrate(calibration_path)
+    calibration = local.calibrate(args.calibration or calibration_csv(model_name),
+                                  fit=args.target_precision is not None)
 
     fs, out = filesystem(args.out)
     scores_dir = f"{out}/{SCORES}/{version}"
@@ -118,7 +116,7 @@ def run_label(args) -> int:
     if args.target_precision is not None:
         print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
     print("counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if warning := batch_shift_warning(pending, local.categories, calibration_path):
+    if warning := batch_shift_warning(pending, local):
         print(warning, file=sys.stderr)
     return 0
 

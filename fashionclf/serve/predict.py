@@ -19,8 +19,8 @@ from ..core import paths
 from ..core.errors import ImageRejected
 from ..core.params import DEVICE_PATTERN
 from ..data.imaging import decode, image_statistics
-from .predictor import (Predictor, calibration_csv, calibration_table, count_summary, decide, review_args_problems,
-                        row_columns, shift_warning)
+from .predictor import (Predictor, calibration_csv, count_summary, decide, review_args_problems, row_columns,
+                        shift_warning)
 
 
 def list_inputs(inputs) -> list[Path]:
@@ -71,10 +71,10 @@ def labelled_table(predictor: Predictor, scored, min_confidence=0.0, target_prec
     return pd.DataFrame(columns, columns=row_columns(predictor.categories)), threshold
 
 
-def batch_shift_warning(predictor: Predictor, scored, calibration: pd.DataFrame | None) -> str | None:
+def batch_shift_warning(predictor: Predictor, scored) -> str | None:
     raw = np.array([row[1] for row in scored], np.float32).reshape(len(scored), len(predictor.categories))
     statistics = pd.DataFrame([row[3] for row in scored]).to_dict("list")
-    return shift_warning(calibration, statistics, raw, [row[2] for row in scored])
+    return shift_warning(predictor.shift_check, statistics, raw, [row[2] for row in scored])
 
 
 def problems_with(args) -> list[str]:
@@ -91,8 +91,8 @@ def run_predict(args) -> int:
         return 2
     predictor = Predictor(args.model, args.exported, device=args.device)
     calibration = args.calibration or calibration_csv(predictor.model_name)
-    if args.target_precision is not None:
-        fit = predictor.calibrate(calibration)
+    fit = predictor.calibrate(calibration, fit=args.target_precision is not None)
+    if fit is not None:
         print(f"target precision {args.target_precision:g}: the review queue is chosen over this batch against "
               f"{fit.n} calibration images ({calibration}); shown probabilities at temperature {fit.temperature:g}")
     paths = list_inputs(args.inputs)
@@ -105,7 +105,7 @@ def run_predict(args) -> int:
         print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
     counts = count_summary(table["category"], table["error"])
     print(f"wrote {args.out}: {len(paths)} images, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    if warning := batch_shift_warning(predictor, scored, calibration_table(calibration)):
+    if warning := batch_shift_warning(predictor, scored):
         print(warning, file=sys.stderr)
     return 0
 

@@ -41,6 +41,7 @@ class Predictor:
             self.module = Ensemble.load(Path(models_dir) / self.model_name)
             self.name = self.model_name
         self.calibration: Calibration | None = None  # set by calibrate()
+        self.shift_check: ShiftCheck | None = None   # set by calibrate()
         self.categories = self.module.categories
         self.canvas_size = self.module.preprocessing["canvas_size"]
 
@@ -60,13 +61,20 @@ class Predictor:
             probs[ok] = self(pixels[ok])
         return probs
 
-    def calibrate(self, calibration_csv) -> Calibration:
-        """Fit the temperature and the review queue on the ensemble's predictions of the calibration
-        split (written by the test_clean stage)."""
-        if not Path(calibration_csv).is_file():
-            raise FileNotFoundError(f"{calibration_csv} not found: --target-precision needs the model's predictions "
-                                    f"of the calibration split (run `dvc repro`, or pass --calibration)")
-        self.calibration = Calibration.from_table(calibration_table(calibration_csv))
+    def calibrate(self, calibration_csv, fit: bool = True) -> Calibration | None:
+        """Read the ensemble's predictions of the calibration split (written by the test_clean stage)
+        once: the shift check's reference whenever they exist, and with ``fit`` the temperature and
+        the review queue, which need them."""
+        table = calibration_table(calibration_csv)
+        if table is None:
+            if fit:
+                raise FileNotFoundError(f"{calibration_csv} not found: --target-precision needs the model's "
+                                        f"predictions of the calibration split (run `dvc repro`, or pass "
+                                        f"--calibration)")
+            return None
+        self.shift_check = ShiftCheck.from_table(table)
+        if fit:
+            self.calibration = Calibration.from_table(table)
         return self.calibration
 
 
@@ -112,12 +120,12 @@ def decide(paths_, raw: np.ndarray, errors, categories, calibration: Calibration
     else:
         automatic[good], threshold = readable.max(1, initial=0.0) >= min_confidence, min_confidence
     shown[good] = scaled(readable, calibration.temperature) if calibration else readable
-    best = np.where(good, np.nan_to_num(shown, nan=-1).argmax(1), 0)  # before rounding
+    best = np.nan_to_num(shown, nan=-1).argmax(1)  # before rounding
     shown = np.round(shown, 6)
     names = np.array(categories, dtype=object)[best]
     columns = {"path": np.array([str(p) for p in paths_], dtype=object),
                "category": np.where(~good, "", np.where(automatic, names, NEEDS_REVIEW)).astype(object),
-               "confidence": np.where(good, np.nan_to_num(shown, nan=-1).max(1), np.nan)}
+               "confidence": np.take_along_axis(shown, best[:, None], 1)[:, 0]}  # NaN where unreadable
     columns.update({f"p_{c}": shown[:, j] for j, c in enumerate(categories)})
     columns.update({"error": np.array(list(errors), dtype=object), "needs_review": good & ~automatic})
     return columns, float(threshold)
@@ -199,10 +207,9 @@ class ShiftCheck:
                 f"checked on: {'; '.join(found)}. Labels are unchanged; review these, or retrain with such photos")
 
 
-def shift_warning(calibration: pd.DataFrame | None, statistics: dict, raw: np.ndarray, errors) -> str | None:
-    """ShiftCheck's line for the readable images of a batch (None without a calibration table)."""
+def shift_warning(check: ShiftCheck | None, statistics: dict, raw: np.ndarray, errors) -> str | None:
+    """``check``'s line for the readable images of a batch (None without a calibration split)."""
     good = np.array([not e for e in errors], bool)
-    if calibration is None or not good.any():
+    if check is None or not good.any():
         return None
-    return ShiftCheck.from_table(calibration).warning({k: np.asarray(v)[good] for k, v in statistics.items()},
-                                                      raw[good].max(1))
+    return check.warning({k: np.asarray(v)[good] for k, v in statistics.items()}, raw[good].max(1))
