@@ -22,7 +22,7 @@ from fashionclf.learn.inference import Ensemble
 from fashionclf.report.calibration import (Calibration, conformal_p_values, expected_calibration_error,
                                            fit_temperature, scaled, select_automatic)
 from fashionclf.report.evaluation import load_test_set
-from fashionclf.learn.timing import Costs, Schedule, measure
+from fashionclf.learn.timing import Costs, Measured, Schedule, measure
 from fashionclf.serve.init import plan, scan
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
@@ -105,7 +105,16 @@ def test_init_measures_folds_side_by_side():
     assert first.last != first.fold and second.last == second.fold
 
 
-def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path):
+def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path, monkeypatch):
+    """The command end to end, with the machine's timing as measured elsewhere (the real timing runs
+    in test_init_measures_folds_side_by_side): the plan, the params it writes, and balance's split."""
+    import fashionclf.serve.init as init_command
+
+    def measured(candidates, classes, schedule, rounds):
+        assert rounds == 1 and classes == len(SHOP) and candidates[0][0] == "efficientnet_lite0"
+        return Measured(250.0, {key: fake_costs(*key) for key in candidates})
+
+    monkeypatch.setattr(init_command, "measure", measured)
     project = make_project(tmp_path / "repo", {})
     out = cli(project, "init", shop_photos, "--budget-minutes", "10", "--measure-rounds", "1")
     assert out.returncode == 0, out.stderr

@@ -122,7 +122,7 @@ def test_skipping_the_fill_of_new_memory_changes_no_result(monkeypatch):
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     resume = tmp_path / "fold0.pt"
-    _, uninterrupted = tiny_run()
+    whole, uninterrupted = tiny_run()
     import fashionclf.learn.train as T
     calls = {"n": 0}
     real = T.train_one_epoch
@@ -138,9 +138,14 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         tiny_run(resume)
     saved = torch.load(resume, weights_only=False)
     assert saved["state"]["epoch"] == 1
+    assert saved["state"]["best_state"] == T.BEST_IS_EVALUATED  # epoch 1 was the best: one copy saved
     monkeypatch.setattr(T, "train_one_epoch", real)
     model, resumed = tiny_run(resume)
     assert resumed["history"] == uninterrupted["history"]
+    assert torch.equal(resumed["best_probs"], uninterrupted["best_probs"])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in whole.state_dict().items())
+    # the last epoch writes no resume point: the finished fold goes to the caller
+    assert torch.load(resume, weights_only=False)["state"]["epoch"] == 2
 
 
 def test_batchnorm_recalibration_sees_every_category():

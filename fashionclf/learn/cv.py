@@ -15,7 +15,7 @@ from ..core.params import ModelParams, TrainParams
 from ..core.scoring import classification_metrics, predictions_table
 from ..core.store import atomic_dir
 from .checkpoint import FoldCheckpoint
-from .folds import FoldJob, fold_threads, fold_workers, run_locally
+from .folds import FoldJob, fold_threads, fold_workers, run_locally, start_worker_server
 from .inference import pick_device
 from .models import build_for_weights, count_macs, count_parameters, normalization
 
@@ -79,8 +79,10 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
     runner = runner or fold_runner()
     categories = sorted(manifest["category"].unique())
     labels = manifest["category"].map({c: i for i, c in enumerate(categories)}).to_numpy()
-    splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, train.seed)
     device = pick_device(train.device, "params.yaml: train.device")
+    if runner is run_locally:
+        start_worker_server(fold_workers(train, train.folds, device))
+    splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, train.seed)
     jobs, resume = fold_jobs(model_params, train, images, splits, categories, device, resume_dir)
     oof = np.zeros((len(images), len(categories)))
     oof_fold = np.zeros(len(images), dtype=int)
