@@ -98,7 +98,7 @@ def start_worker_server(workers: int) -> None:
     caller splits the data (about 2 s of a small stage's start-up, measured); the pool reuses it."""
     if workers > 1 and sys.platform == "linux":
         from multiprocessing import forkserver
-        worker_context()
+        worker_context()  # sets the server's preload
         forkserver.ensure_running()
 
 

@@ -133,6 +133,15 @@ def validate(model, x, y, batch_size, device) -> tuple[float, float, torch.Tenso
 BEST_IS_EVALUATED = "the evaluated model's weights"
 
 
+def weights_copy(model) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def more_epochs(state: dict, model_params: ModelParams, train: TrainParams) -> bool:
+    """Whether the fold trains on: epochs left and no early stop."""
+    return state["epoch"] < model_params.epochs and state["bad_epochs"] < train.patience
+
+
 def save_resume_point(path: Path, model, optimizer, scheduler, gen, state, ema=None, noise_gen=None) -> None:
     """Everything the next epoch needs. When this epoch was the best, its weights are the evaluated
     model's, already saved once: the point holds a marker instead of a second copy (a resume point
@@ -185,8 +194,8 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
         torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
         state = saved["state"]
         if state["best_state"] == BEST_IS_EVALUATED:
-            state["best_state"] = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
-    while state["epoch"] < model_params.epochs and state["bad_epochs"] < train.patience:
+            state["best_state"] = weights_copy(evaluated)
+    while more_epochs(state, model_params, train):
         lr = scheduler.get_last_lr()[0]
         train_loss = train_one_epoch(model, optimizer, scheduler, x_train, y_train, train, device, gen, ema,
                                      noise_gen, step_model)
@@ -198,11 +207,11 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
         if val_loss < state["best_loss"]:
             state.update(best_loss=val_loss, best_accuracy=val_acc, best_epoch=state["epoch"], bad_epochs=0,
                          best_probs=val_probs.cpu(),  # the out-of-fold predictions, without a second pass
-                         best_state={k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()})
+                         best_state=weights_copy(evaluated))
         else:
             state["bad_epochs"] += 1
-        finished = state["epoch"] >= model_params.epochs or state["bad_epochs"] >= train.patience
-        if resume_path is not None and not finished:  # a finished fold's result goes to the caller
+        # none after the last epoch: a finished fold's result goes to the caller
+        if resume_path is not None and more_epochs(state, model_params, train):
             save_resume_point(resume_path, model, optimizer, scheduler, gen, state, ema, noise_gen)
     evaluated.load_state_dict(state["best_state"])
     return evaluated.cpu(), state
