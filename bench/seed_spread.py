@@ -10,9 +10,10 @@ committed run and the variants in reports/spread.json, which the gate's spread r
     python bench/seed_spread.py [--variants seed43 ...] [--keep DIR] [--write reports/spread.json]
     python bench/seed_spread.py --models efficientnet_b0 --write reports/spread.json  # one recipe changed
 
-With --models, each clone reruns only those models' stages, and --write replaces only their entries
-in the spread file: the other models' runs are unchanged by a change to these models' recipes (same
-params, same code, same bytes), so their recorded values still stand.
+With --models, each clone reruns only those models' stages and the review queue (it follows the best
+model, which may be one of them), and --write replaces only their entries and the queue's in the
+spread file: the other models' runs are unchanged by a change to these models' recipes (same params,
+same code, same bytes), so their recorded values still stand.
 
 By default 7 variants: with the committed run, 8 runs (the gate's family-wise k needs their number).
 
@@ -67,7 +68,8 @@ def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: boo
         (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     if rerun:
         print(f"=== {name}: dvc repro with {overrides}", flush=True)
-        targets = [f"{stage}@{m}" for m in models for stage in ("test_clean", "test_noise")] if models else ["review"]
+        # the review queue follows the best model, which may be one of the rerun models
+        targets = [f"{stage}@{m}" for m in models for stage in ("test_clean", "test_noise")] + ["review"] if models else ["review"]
         sh(["dvc", "repro", *targets], repo)  # the export is not a metric
     return repo
 
@@ -161,12 +163,12 @@ def main():
                         row[f"p {name}"] = mcnemar_exact(correct(root, kind, model), correct(repo, kind, model))["p_value"]
                 row["max |change|"] = max(abs(row[n] - base) for n in runs)
                 rows.append(row)
-        if not args.models:  # the best model's review queue
-            for key in REVIEW_METRICS:
-                row = {"metric": f"review:{key}", "committed": value(root, "review", None, key)}
-                row |= {name: value(repo, "review", None, key) for name, repo in runs.items()}
-                row["max |change|"] = max(abs(row[n] - row["committed"]) for n in runs)
-                rows.append(row)
+        # the best model's review queue (with --models, the best of the rerun and the committed models)
+        for key in REVIEW_METRICS:
+            row = {"metric": f"review:{key}", "committed": value(root, "review", None, key)}
+            row |= {name: value(repo, "review", None, key) for name, repo in runs.items()}
+            row["max |change|"] = max(abs(row[n] - row["committed"]) for n in runs)
+            rows.append(row)
         table = pd.DataFrame(rows)
         table["sd"] = table[["committed", *runs]].std(axis=1, ddof=1)
         print(table.to_markdown(index=False, floatfmt=".4f"))
