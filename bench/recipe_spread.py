@@ -12,11 +12,13 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
+import yaml
 
 from fashionclf.core import params
+from fashionclf.core.preset import set_dotted
 from fashionclf.core.store import load_imageset
 from fashionclf.learn.cv import grouped_folds
 from fashionclf.learn.inference import set_threads, to_pixels, to_tensor
@@ -24,14 +26,15 @@ from fashionclf.learn.train import train_fold, validate
 
 
 def recipe(name: str, overrides: list[str]):
-    """params.yaml's train section and model recipe, with model.KEY=VALUE / train.KEY=VALUE overrides."""
-    train = params.load("train")
-    updates = {"model": {}, "train": {}}
+    """params.yaml's train section with model.KEY=JSON (this model's recipe) and train.KEY=JSON
+    overrides, validated as params.yaml is."""
+    doc = yaml.safe_load(Path(params.PARAMS_FILE).read_text())
     for item in overrides:
         key, value = item.split("=", 1)
-        scope, field = key.split(".", 1)
-        updates[scope][field] = json.loads(value)
-    return train.model_copy(update=updates["train"]), train.model(name).model_copy(update=updates["model"])
+        dotted = f"train.models.{name}.{key.removeprefix('model.')}" if key.startswith("model.") else key
+        set_dotted(doc, dotted, json.loads(value), "recipe_spread --set")
+    train = params.parse("train", doc["train"])
+    return train, train.model(name)
 
 
 def main():
@@ -41,6 +44,7 @@ def main():
     parser.add_argument("--folds", nargs="+", type=int, default=[3], help="which folds of the split")
     parser.add_argument("--set", nargs="*", default=[], metavar="SCOPE.KEY=JSON")
     args = parser.parse_args()
+    split_seed = params.load("train").seed  # the pipeline's split, whatever the overrides
     train, model_params = recipe(args.model, args.set)
     set_threads(train.threads)
     device = torch.device("cpu")
@@ -52,7 +56,7 @@ def main():
     y = torch.from_numpy(labels).long()
     y_test = torch.from_numpy(test_manifest["category"].map(index).to_numpy().copy()).long()
     x_test = to_tensor(test_images)
-    splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, params.load("train").seed)
+    splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, split_seed)
     print(f"{args.model} {model_params.model_dump()} {args.set}")
     tests = []
     for seed, fold in ((s, k) for s in args.seeds for k in args.folds):

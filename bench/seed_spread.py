@@ -69,7 +69,7 @@ def clone_and_run(name: str, overrides: dict, root: Path, work: Path, rerun: boo
     if rerun:
         print(f"=== {name}: dvc repro with {overrides}", flush=True)
         # the review queue follows the best model, which may be one of the rerun models
-        targets = [f"{stage}@{m}" for m in models for stage in ("test_clean", "test_noise")] + ["review"] if models else ["review"]
+        targets = [f"{stage}@{m}" for m in models or [] for stage in ("test_clean", "test_noise")] + ["review"]
         sh(["dvc", "repro", *targets], repo)  # the export is not a metric
     return repo
 
