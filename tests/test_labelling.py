@@ -23,7 +23,7 @@ from fashionclf.report.calibration import (Calibration, conformal_p_values, expe
                                            fit_temperature, scaled, select_automatic)
 from fashionclf.report.evaluation import load_test_set
 from fashionclf.learn.timing import Costs, Measured, Schedule, measure
-from fashionclf.serve.init import plan, scan
+from fashionclf.serve.init import PhotoFolder, plan, scan
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
 
@@ -48,15 +48,17 @@ def fake_costs(name, size, last_speedup=1.0):
 def test_init_plan_fits_the_budget_and_validates(shop_photos):
     photos = scan(shop_photos)
     assert photos.counts == {"Accessories": 45, "Bags": 20, "Clothing": 90, "Shoes": 60}
-    assert photos.median_short_side == 100
+    assert photos.median_long_side == 120
     template = yaml.safe_load(open(params.PARAMS_FILE))
     generous = plan(photos, template, budget_s_ref=900, speed=250, costs=fake_costs)
     tight = plan(photos, template, budget_s_ref=40, speed=250, costs=fake_costs)
     p = generous.params
     assert p["label"]["categories"] == ["accessories", "bags", "clothing", "shoes"]
     assert {"pattern": "^Bags/", "category": "bags"} in p["label"]["rules"]
-    assert p["clean"]["canvas_size"] == 100 and p["train"]["models"]["efficientnet_lite0"]["image_size"] == 112
-    large = plan(dataclasses.replace(photos, median_short_side=224), template, 900, 250, fake_costs).params
+    assert p["clean"]["canvas_size"] == 120 == p["train"]["models"]["efficientnet_lite0"]["image_size"]
+    small = plan(dataclasses.replace(photos, median_long_side=80), template, 900, 250, fake_costs).params
+    assert small["clean"]["canvas_size"] == 80 and small["train"]["models"]["efficientnet_lite0"]["image_size"] == 112
+    large = plan(dataclasses.replace(photos, median_long_side=224), template, 900, 250, fake_costs).params
     assert large["clean"]["canvas_size"] == 128 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
     # a faster last round leaves budget for more epochs
     sped = plan(photos, template, 70, 250, lambda name, size: fake_costs(name, size, last_speedup=1.6))
@@ -77,6 +79,20 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
                 costs=lambda name, size: Costs(**{k: np.multiply(2, v) for k, v in
                                                   dataclasses.asdict(fake_costs(name, size)).items()}))
     assert slow.params["train"]["models"] == generous.params["train"]["models"]
+
+
+def test_init_trains_on_fewer_photos_rather_than_plan_over_the_budget(tmp_path):
+    """A shop with more photos than its budget's least epochs can train on gets fewer training
+    images per category, and a plan that fits; one that fits anyway keeps them all."""
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    photos = PhotoFolder(tmp_path, {"bags": 1500, "shoes": 1500}, median_long_side=128)
+    roomy = plan(photos, template, budget_s_ref=5000, speed=250, costs=fake_costs)
+    assert roomy.params["balance"]["per_class"] == 800 and not any("cut to" in r for r in roomy.reasons)
+    tight = plan(photos, template, budget_s_ref=200, speed=250, costs=fake_costs)
+    assert 100 < tight.params["balance"]["per_class"] < 800
+    assert tight.params["train"]["models"]["efficientnet_lite0"]["epochs"] == 2
+    assert tight.estimate_s <= 200 and not any(r.startswith("warning") for r in tight.reasons)
+    assert sum("training images per category cut to" in r for r in tight.reasons) == 1
 
 
 @pytest.mark.parametrize("fold_workers, threads, expected", [
@@ -118,7 +134,7 @@ def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path, monk
     project = make_project(tmp_path / "repo", {})
     out = cli(project, "init", shop_photos, "--budget-minutes", "10", "--measure-rounds", "1")
     assert out.returncode == 0, out.stderr
-    assert "lite0" in out.stdout and "canvas 100 px" in out.stdout
+    assert "lite0" in out.stdout and "canvas 120 px" in out.stdout
     for section in params.SECTIONS:
         params.load(section, project / "params.yaml")  # every section validates
     run(["dvc", "repro", "balance"], project)

@@ -7,12 +7,16 @@ public repository that holds the photos (a clone or a mirror; photos are never c
         --path 'images/{id}.jpg'           # GaneshNeupane01/Fashion-Recommendation-System
 
 writes OUT/shop/<category>/<id>.jpg and OUT/unseen/<category>/<id>.jpg, the folders
-bench/real_photos.py takes.
+bench/real_photos.py takes. --size WxH resizes every photo (for example 96x128: the 224 px set,
+stretched from 3:4 in its repository, back to 3:4 with a 128 px long side, as a shop's smaller photos).
 """
 import argparse
 import csv
+import io
 import subprocess
 from pathlib import Path
+
+from PIL import Image
 
 
 def main():
@@ -21,7 +25,9 @@ def main():
     parser.add_argument("git_dir")
     parser.add_argument("out", type=Path)
     parser.add_argument("--path", required=True, help="the photo's path in the repository, with {id}")
+    parser.add_argument("--size", help="WxH: resize every photo to this (Lanczos, JPEG quality 95)")
     args = parser.parse_args()
+    size_to = tuple(int(side) for side in args.size.lower().split("x")) if args.size else None
     rows = list(csv.DictReader(args.ids.open(newline="")))
     blobs = "".join(f"HEAD:{args.path.format(id=row['id'])}\n" for row in rows).encode()
     # one `git cat-file --batch` for every photo: the header line, then exactly that many bytes
@@ -38,8 +44,13 @@ def main():
         size = int(header[2])
         target = args.out / row["role"] / row["category"] / f"{row['id']}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(out[at:at + size])
+        data = out[at:at + size]
         at += size + 1
+        if size_to:
+            image = Image.open(io.BytesIO(data)).convert("RGB").resize(size_to, Image.Resampling.LANCZOS)
+            image.save(target, quality=95)
+        else:
+            target.write_bytes(data)
     print(f"wrote {len(rows) - missing} photos under {args.out} (missing in the repository: {missing})")
 
 
