@@ -41,7 +41,8 @@ def shop_photos(tmp_path_factory):
 def fake_costs(name, size, last_speedup=1.0):
     """Costs as if measured: they grow with pixels, the pretrained model the dearest; a fold of the
     last round ``last_speedup`` times faster than one beside another."""
-    train = {"efficientnet_lite0": 4e-3, "mobilenet_v2": 2e-3, "resnet18": 3e-3}[name] * (size / 64) ** 2
+    train = {"efficientnet_lite0": 4e-3, "efficientnet_lite1": 6e-3, "efficientnet_lite2": 8e-3, "mobilenet_v2": 2e-3,
+             "resnet18": 3e-3}[name] * (size / 64) ** 2
     return Costs(fold=(train, train / 3), last=(train / last_speedup, train / 3 / last_speedup), test=train / 4)
 
 
@@ -79,6 +80,21 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
                 costs=lambda name, size: Costs(**{k: np.multiply(2, v) for k, v in
                                                   dataclasses.asdict(fake_costs(name, size)).items()}))
     assert slow.params["train"]["models"] == generous.params["train"]["models"]
+
+
+def test_init_chooses_the_largest_backbone_the_budget_trains_long_enough():
+    from fashionclf.serve.init import LARGER_BACKBONE_EPOCHS, pretrained_choice
+    enough = LARGER_BACKBONE_EPOCHS
+    lite = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+    assert pretrained_choice(dict(zip(lite, (6, enough + 1, enough)))) == "efficientnet_lite2"
+    assert pretrained_choice(dict(zip(lite, (6, enough, enough - 1)))) == "efficientnet_lite1"
+    assert pretrained_choice(dict(zip(lite, (enough - 1, 2, 2)))) == "efficientnet_lite0"
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    photos = PhotoFolder(ROOT, {"bags": 300, "shoes": 300}, median_long_side=128)
+    for budget, expected in ((60, "efficientnet_lite0"), (1500, "efficientnet_lite2")):
+        chosen = plan(photos, template, budget, 250, fake_costs, backbones=lite)
+        assert next(iter(chosen.params["train"]["models"])) == expected, (budget, chosen.reasons)
+        assert chosen.estimate_s <= budget or budget == 60
 
 
 def test_init_trains_on_fewer_photos_rather_than_plan_over_the_budget(tmp_path):
@@ -126,8 +142,10 @@ def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path, monk
     in test_init_measures_folds_side_by_side): the plan, the params it writes, and balance's split."""
     import fashionclf.serve.init as init_command
 
-    def measured(candidates, classes, schedule, rounds):
-        assert rounds == 1 and classes == len(SHOP) and candidates[0][0] == "efficientnet_lite0"
+    def measured(candidates, classes, schedule, rounds, lone):
+        assert rounds == 1 and classes == len(SHOP) and lone == 3
+        assert [name for name, _ in candidates[:lone]] == ["efficientnet_lite0", "efficientnet_lite1",
+                                                          "efficientnet_lite2"]
         return Measured(250.0, {key: fake_costs(*key) for key in candidates})
 
     monkeypatch.setattr(init_command, "measure", measured)

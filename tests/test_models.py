@@ -78,10 +78,13 @@ def test_missing_weights_offline_give_one_clear_error(tmp_path, monkeypatch):
     assert "resnet18-" in message and str(tmp_path / "hub" / "checkpoints") in message
 
 
-def test_lite0_loads_the_real_imagenet_weights():
-    state = torch.load(M.lite0_weights_path(), map_location="cpu", weights_only=True)
-    model = M.build_model(M.LITE0, 3, pretrained=False)  # lite0 is always pretrained
+@pytest.mark.parametrize("name", M.LITE_MODELS)
+def test_lite_models_load_their_real_imagenet_weights(name):
+    state = torch.load(M.lite_weights_path(name), map_location="cpu", weights_only=True)
+    model = M.build_model(name, 3, pretrained=False)  # the lite models are always pretrained
     assert torch.equal(model.net._conv_stem.weight, state["_conv_stem.weight"])
+    assert torch.equal(model.net._blocks[-1]._project_conv.weight, state["_blocks.15._project_conv.weight"]
+                       if name == M.LITE0 else state[f"_blocks.{len(model.net._blocks) - 1}._project_conv.weight"])
     assert model.net._fc.out_features == 3
     assert all(abs(m.momentum - 0.1) < 1e-9 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
 

@@ -73,6 +73,31 @@ def test_onnx_export_matches_the_pytorch_ensemble(tiny_project):
         assert got.shape == (batch, 3) and np.abs(got - expected).max() < 1e-4
 
 
+def test_flip_tta_is_mirror_invariant_and_exports_the_same(tiny_project):
+    """train.flip_tta: the ensemble averages each fold model over the image and its mirror, so a
+    mirrored photo gets the same probabilities; the ONNX graph computes the same numbers."""
+    import onnxruntime
+    import torch
+    from fashionclf.learn.inference import Ensemble
+    from fashionclf.learn.onnx_runner import INPUT
+    from fashionclf.serve.export import ensemble_graph, export_fold_graph
+    labels = json.loads((tiny_project / "export/labels.json").read_text())
+    plain = Ensemble.load(tiny_project / "models" / labels["model"], fused=False)
+    flipped = Ensemble.load(tiny_project / "models" / labels["model"], fused=False)
+    flipped.flip_tta = True
+    canvas = labels["preprocessing"]["canvas_size"]
+    x = torch.rand(5, 3, canvas, canvas, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        both = flipped(x).numpy()
+        assert np.abs(both - flipped(x.flip(-1)).numpy()).max() < 1e-5
+        assert np.abs(both - (plain(x).numpy() + plain(x.flip(-1)).numpy()) / 2).max() < 1e-5
+        assert np.abs(both - plain(x).numpy()).max() > 1e-4  # the tiny models are not mirror-symmetric
+    proto = ensemble_graph(export_fold_graph(flipped.models[0], canvas, flip_tta=True),
+                           [model.state_dict() for model in flipped.models])
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {INPUT: x.numpy()})[0] - both).max() < 1e-4
+
+
 def test_exported_model_agrees_with_the_checkpoints(tiny_project, tmp_path):
     labels = json.loads((tiny_project / "export/labels.json").read_text())
     best = json.loads((tiny_project / "metrics/summary.json").read_text())["best_model"]

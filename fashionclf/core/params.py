@@ -128,6 +128,7 @@ class TrainParams(Section):
     patience: int = Field(ge=1)
     pct_start: float = Field(gt=0.0, lt=1.0)  # share of the one-cycle schedule spent warming up
     flip: Fraction                           # on-the-fly horizontal flip probability
+    flip_tta: bool = False                   # the fold ensemble also predicts the mirrored image (2x inference)
     shift: float = Field(ge=0.0, le=0.5)     # on-the-fly shift, as a fraction of the side
     noise_aug_sigma: NonNegative
     lr_reference_batch: int = Field(ge=1)     # models.*.lr is for this batch size; lr scales linearly with batch_size

@@ -57,11 +57,11 @@ def run_params_of(model_params: ModelParams, train: TrainParams) -> dict:
     return {"model": model_params.model_dump(), "train": train.model_dump(exclude={"models", "fold_workers"})}
 
 
-def preprocessing_of(model_params: ModelParams, images: np.ndarray) -> dict:
+def preprocessing_of(model_params: ModelParams, images: np.ndarray, flip_tta: bool = False) -> dict:
     mean, std = normalization(model_params.name)
     return {"canvas_size": int(images.shape[1]), "image_size": model_params.image_size,
             "input": "RGB float in [0, 1], letterboxed to canvas_size; the model resizes to image_size",
-            "mean": list(mean), "std": list(std)}
+            "mean": list(mean), "std": list(std)} | ({"flip_tta": True} if flip_tta else {})
 
 
 def fold_runner():
@@ -90,9 +90,9 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
     with atomic_dir(out_dir) as tmp:  # the fold checkpoints appear together or not at all
         finished = runner(jobs, images, labels, fold_workers(train, len(splits), device))
         for k, weights, state in tqdm(finished, total=len(jobs), desc=f"cv {model_params.name}"):
-            FoldCheckpoint(model_params.name, weights, categories, preprocessing_of(model_params, images),
-                           run_params_of(model_params, train), k, state["best_epoch"], state["best_loss"],
-                           state["history"]).save(tmp / f"fold{k}.pt")
+            FoldCheckpoint(model_params.name, weights, categories,
+                           preprocessing_of(model_params, images, train.flip_tta), run_params_of(model_params, train),
+                           k, state["best_epoch"], state["best_loss"], state["history"]).save(tmp / f"fold{k}.pt")
             oof[splits[k][1]] = state["best_probs"].numpy()
             oof_fold[splits[k][1]] = k
             states[k] = state

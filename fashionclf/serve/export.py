@@ -30,17 +30,24 @@ OPSET = 18
 
 
 class FoldProbabilities(nn.Module):
-    def __init__(self, model: nn.Module):
+    """One fold model's probabilities; with ``flip_tta`` the mean over the image and its mirror, as
+    the ensemble computes them (learn/inference.py)."""
+
+    def __init__(self, model: nn.Module, flip_tta: bool = False):
         super().__init__()
         self.model = model
+        self.flip_tta = flip_tta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x).float(), dim=1)
+        probs = torch.softmax(self.model(x).float(), dim=1)
+        if self.flip_tta:
+            probs = (probs + torch.softmax(self.model(x.flip(-1)).float(), dim=1)) / 2
+        return probs
 
 
-def export_fold_graph(model: nn.Module, canvas: int):
+def export_fold_graph(model: nn.Module, canvas: int, flip_tta: bool = False):
     """One fold model (softmax included) as an ONNX ModelProto with a dynamic batch dimension."""
-    module = FoldProbabilities(model).eval()
+    module = FoldProbabilities(model, flip_tta).eval()
     program = torch.onnx.export(module, (torch.rand(2, 3, canvas, canvas),), input_names=[INPUT],
                                 output_names=[OUTPUT], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
                                 opset_version=OPSET, dynamo=True, optimize=False, verbose=False)
@@ -94,7 +101,7 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str) -> dict:
     canvas = ensemble.preprocessing["canvas_size"]
     from onnxscript import optimizer
 
-    proto = ensemble_graph(export_fold_graph(ensemble.models[0], canvas),
+    proto = ensemble_graph(export_fold_graph(ensemble.models[0], canvas, ensemble.flip_tta),
                            [model.state_dict() for model in ensemble.models])
     proto = optimizer.optimize(proto)
     onnx.checker.check_model(proto)
