@@ -4,8 +4,8 @@ saw. Both folders hold one sub-folder per category; the sub-folder is the true l
 photo. Prints accuracy, macro F1, and the review queue's coverage and precision at the target, overall
 and per category (95% Wilson intervals), plus the repro time at the reference speed.
 
-    python bench/real_photos.py SHOP_DIR UNSEEN_DIR --work DIR [--budget-minutes 15] [--set key=value ...]
-                                [--corrections CSV]
+    python bench/real_photos.py SHOP_DIR UNSEEN_DIR --work DIR [--budget-minutes 15] [--backbone auto]
+                                [--set key=value ...] [--corrections CSV]
 
 --set overrides a dotted params key after init (for example train.folds=3), to measure a plan
 against init's own. It prints the calibration photos the label audit suspects (reports/review.md).
@@ -101,6 +101,7 @@ def main():
     parser.add_argument("unseen", type=Path)
     parser.add_argument("--work", type=Path, required=True, help="an empty folder for the project clone")
     parser.add_argument("--budget-minutes", type=float, default=15.0)
+    parser.add_argument("--backbone", default="auto", help="init's --backbone (default auto)")
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a dotted params key after init (YAML value)")
@@ -110,7 +111,7 @@ def main():
     args.work.mkdir(parents=True, exist_ok=True)
     sh(["git", "clone", "-q", str(ROOT), str(project)], args.work)
     sh([sys.executable, "-m", "fashionclf", "init", str(args.shop.resolve()), "--budget-minutes",
-        str(args.budget_minutes)], project)
+        str(args.budget_minutes), "--backbone", args.backbone], project)
     if args.set:
         doc = yaml.safe_load((project / "params.yaml").read_text())
         for item in args.set:

@@ -32,9 +32,10 @@ PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at m
 MARGIN = 0.08                # budget share kept back for what the estimate misses (runs came within ±10%)
 # cv_train and test stages, measured / modelled, both at the reference speed: what the step timing leaves
 # out (BatchNorm recalibration, augmentation, checkpoints, workers' start). It was 1.15 in this machine's
-# seconds, but that was mostly the machine: half-second windows (init's timing) read the reference
-# workload 3-27% faster than 15-second ones (bench/ref_speed.py, with which runs are stated), so in
-# reference seconds the 10 runs of docs/own-photos.md took 0.79-1.05 (median 0.86) of the estimates.
+# seconds, but that was mostly the yardstick: half-second windows (init's timing) mostly read the
+# reference workload faster than 15-second ones (bench/ref_speed.py, with which runs are stated; 3 of
+# 4 pairs, by 3-27%), and in reference seconds the 10 runs of docs/own-photos.md took 0.79-1.05
+# (median 0.86) of the estimates.
 MEASURED_OVER_MODELLED = 1.0
 SCRATCH_CANDIDATES = (("mobilenet_v2", 0.006), ("resnet18", 0.004))
 BACKBONES = LITE_MODELS         # init --backbone auto chooses among these...
@@ -225,8 +226,9 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                f"(it reads {speed:.0f} img/s)"]
     split = split_of(photos, reasons)
     canvas = photo_canvas(photos)
-    reasons.append(f"canvas {canvas} px (at most {PHOTO_CANVAS}): the photos' median long side is "
-                   f"{photos.median_long_side} px, and the letterbox keeps it whole")
+    reasons.append(f"canvas {canvas} px: the photos' median long side is {photos.median_long_side} px"
+                   + (", which the letterbox keeps whole" if canvas == photos.median_long_side
+                      else f"; {PHOTO_CANVAS} px at most"))
     fixed = sum(photos.counts.values()) * 0.01 + 40  # data stages, aggregate, review, export
     available = budget * (1 - MARGIN) - fixed
     schedule, noise_levels = Schedule.of(template, FOLDS), len(template["noise"]["sigmas"])
