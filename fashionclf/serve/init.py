@@ -23,7 +23,7 @@ from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, mea
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 PHOTO_CANVAS = 128           # letterbox canvas, at most (128 beat 96 on real photos: docs/own-photos.md)
-PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite0 need roughly 100+ px objects
+PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite need roughly 100+ px objects
 SCRATCH_SIZE = 64            # models trained from scratch on a few thousand photos: detail costs, buys little
 TEST_FRACTION = 0.15         # of each category's own photos: reports accuracy with its interval
 CALIBRATION_FRACTION = 0.2   # of each category's own photos, in no fold: where the review queue is chosen
@@ -42,8 +42,8 @@ BACKBONES = LITE_MODELS         # init --backbone auto chooses among these: the 
 LARGER_BACKBONE_EPOCHS = 6      # gives this many epochs. Epochs first: on 96x128 studio photos lite0 with 6
                                 # epochs labelled 0.990 correctly where lite2 with 4 got 0.978; on ten
                                 # article types lite0 with 5, 0.928, lite1 with 4, 0.922 (docs/own-photos.md)
-MIN_PER_CLASS = 100          # ...and at least, where the budget cannot train on all photos
 MAX_PER_CLASS = 800          # training images per category, beyond which time grows faster than accuracy
+MIN_PER_CLASS = 100          # ...and at least, where the budget cannot train on all photos
 SIZE_SAMPLE = 40             # photos per category whose sizes are read
 
 
