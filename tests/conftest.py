@@ -132,13 +132,40 @@ TINY = {
 LONGEST_FIRST = ("test_catalogue.py", "test_interruptions.py", "test_labelling.py", "test_workflows.py")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Tests on the tiny project run last: under pytest-xdist one worker builds it while the others
     run everything else. Within each group the modules with the longest tests go first, so that no
     long test starts when the others are done and leaves a core idle at the end."""
     def order(item):
         return "tiny_project" in getattr(item, "fixturenames", ()), item.path.name not in LONGEST_FIRST
     items.sort(key=order)
+    if os.environ.get("PYTEST_XDIST_WORKER") and any("tiny_project" in getattr(i, "fixturenames", ()) for i in items):
+        start_tiny_build(tiny_shared_dir(config))
+
+
+_background_build: subprocess.Popen | None = None
+
+
+def tiny_shared_dir(config) -> Path:
+    return config._tmp_path_factory.getbasetemp().parent  # common to all workers of this run
+
+
+def start_tiny_build(shared: Path) -> None:
+    """The first worker starts building the tiny project in a background process at collection, so
+    no core waits for it: measured, the worker that asked for it first built it while the other
+    waited on the lock for a minute. The marker file makes sure one worker of the run starts it."""
+    global _background_build
+    try:
+        os.close(os.open(shared / "tiny.started", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    log = open(shared / "tiny.log", "w")
+    _background_build = subprocess.Popen([sys.executable, __file__, str(shared)], stdout=log, stderr=subprocess.STDOUT)
+
+
+def pytest_unconfigure(config):
+    if _background_build is not None and _background_build.poll() is None:
+        _background_build.kill()
 
 
 def build_tiny_project(repo: Path) -> Path:
@@ -153,20 +180,31 @@ def build_tiny_project(repo: Path) -> Path:
 def tiny_project(tmp_path_factory):
     """The whole pipeline, reproduced once on a tiny config of the embedded Fashion-MNIST data. Under
     pytest-xdist the first worker builds it behind a file lock and every worker gets its own copy
-    (tests change and restore it), so it is built once per run, not once per worker."""
+    (tests change and restore it), so it is built once per run, not once per worker; a background
+    process starts the build at collection (start_tiny_build)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return build_tiny_project(tmp_path_factory.mktemp("tiny") / "repo")
-    from filelock import FileLock
-    shared = tmp_path_factory.getbasetemp().parent  # common to all workers of this run
-    with FileLock(str(shared / "tiny.lock")):
-        built = shared / "tiny" / "repo"
-        if not (shared / "tiny" / "built").exists():
-            build_tiny_project(built)
-            (shared / "tiny" / "built").touch()
+    built = build_tiny_project_once(tmp_path_factory.getbasetemp().parent)
     project = tmp_path_factory.mktemp("tiny") / "repo"
     shutil.copytree(built, project, symlinks=True)
     return project
 
 
+def build_tiny_project_once(shared: Path) -> Path:
+    """Behind a file lock, so the background build and a worker that asks first never both build."""
+    from filelock import FileLock
+    built = shared / "tiny" / "repo"
+    with FileLock(str(shared / "tiny.lock")):
+        if not (shared / "tiny" / "built").exists():
+            shutil.rmtree(built, ignore_errors=True)  # what a killed build left
+            build_tiny_project(built)
+            (shared / "tiny" / "built").touch()
+    return built
+
+
 def python_cmd(*args):
     return [sys.executable, *args]
+
+
+if __name__ == "__main__":  # the background build of start_tiny_build
+    build_tiny_project_once(Path(sys.argv[1]))
