@@ -74,6 +74,11 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert len(short) == 1 and int(short[0].split("--budget-minutes ")[1].split()[0]) > 1  # a budget that would
     assert generous.params["train"]["models"]["efficientnet_lite0"]["epochs"] == 6  # the budget goes to it first
     assert generous.params["train"]["folds"] == 3 and generous.params["balance"]["calibration_fraction"] == 0.2
+    # the frozen-feature head: where a quarter of the budget pays for its features, never over it
+    head = generous.params["train"]["models"]["efficientnet_lite0_head"]
+    assert head["image_size"] == 224 and any(r.startswith("efficientnet_lite0_head:") for r in generous.reasons)
+    assert "efficientnet_lite0_head" not in tight.params["train"]["models"]
+    assert any(r.startswith("no frozen-feature head") for r in tight.reasons)
     assert not any(r.startswith("warning") for r in generous.reasons)
     # a machine half as fast, measured as such, gets the same plan for a budget at the reference speed
     slow = plan(photos, template, budget_s_ref=900, speed=125,
@@ -95,6 +100,15 @@ def test_init_chooses_the_largest_backbone_the_budget_trains_long_enough():
         chosen = plan(photos, template, budget, 250, fake_costs, backbones=lite)
         assert next(iter(chosen.params["train"]["models"])) == expected, (budget, chosen.reasons)
         assert chosen.estimate_s <= budget or budget == 60
+
+
+def test_costs_at_an_unmeasured_size_scale_with_the_pixels():
+    measured = Measured(300.0, {("efficientnet_lite0", 112): Costs((2e-3, 1e-3), (1.5e-3, 8e-4), 5e-4),
+                                ("efficientnet_lite0", 128): Costs((3e-3, 1e-3), (2e-3, 1e-3), 6e-4)})
+    assert measured.cost("efficientnet_lite0", 112) == measured.costs[("efficientnet_lite0", 112)]
+    scaled = measured.cost("efficientnet_lite0", 256)  # from the nearest measured size, 128: 4x the pixels
+    assert scaled.fold == pytest.approx((12e-3, 4e-3)) and scaled.last == pytest.approx((8e-3, 4e-3))
+    assert scaled.test == pytest.approx(2.4e-3)
 
 
 def test_init_trains_on_fewer_photos_rather_than_plan_over_the_budget(tmp_path):

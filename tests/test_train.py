@@ -242,3 +242,28 @@ def test_folds_on_ray_are_byte_identical_to_the_local_pool(tmp_path, monkeypatch
     assert on_ray["oof"].equals(local["oof"])
     for k in range(3):
         assert (tmp_path / "ray" / f"fold{k}.pt").read_bytes() == (tmp_path / "local" / f"fold{k}.pt").read_bytes()
+
+
+def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_validated():
+    """efficientnet_lite0_head: the ImageNet backbone stays as shipped, the classifier learns the
+    toy signal, the kept model gives the out-of-fold probabilities the fold reported, and a rerun
+    gives the same bytes."""
+    from fashionclf.learn.inference import predict_proba
+    from fashionclf.learn.models import build_model
+    images, labels, _ = toy_data(n_groups=24, variants=2)
+    for i, label in enumerate(labels):  # a signal that ImageNet features see: the class's colour
+        images[i, :, :, label] = 200
+    x, y = to_pixels(images), torch.from_numpy(labels)
+    mp = ModelParams(name="efficientnet_lite0_head", image_size=32, epochs=15, lr=0.05, ema_decay=0.0)
+    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1})
+    model, state = train_fold(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
+    shipped = build_model("efficientnet_lite0", 3, pretrained=True, image_size=32).state_dict()
+    fitted = model.state_dict()
+    assert fitted.keys() == shipped.keys()
+    assert all(torch.equal(v, shipped[k]) for k, v in fitted.items() if not k.startswith("net._fc."))
+    assert fitted["net._fc.weight"].abs().sum() > 0
+    assert state["best_accuracy"] > 0.8 and len(state["history"]) >= 2
+    probs = predict_proba(model, x[36:], 64, torch.device("cpu"))
+    assert torch.allclose(probs, state["best_probs"], atol=1e-6)
+    _, again = train_fold(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
+    assert again["history"] == state["history"] and torch.equal(again["best_probs"], state["best_probs"])

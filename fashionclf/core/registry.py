@@ -8,4 +8,13 @@ LITE0 = "efficientnet_lite0"
 # lite2 are wider and deeper (4.2M and 4.8M parameters against 3.4M; ImageNet top-1 76.6 and 77.5%
 # against 75.1%) and cost more per pixel; init chooses among them by the budget (serve/init.py).
 LITE_MODELS = (LITE0, "efficientnet_lite1", "efficientnet_lite2")
-MODEL_NAMES = TORCHVISION_MODELS + LITE_MODELS
+# Frozen-feature heads: a lite model's ImageNet backbone as it is, and only its classifier fitted, on
+# features computed once per fold (learn/head.py). Cheap and strong on a few thousand real photos.
+HEAD_SUFFIX = "_head"
+HEAD_MODELS = tuple(name + HEAD_SUFFIX for name in LITE_MODELS)
+MODEL_NAMES = TORCHVISION_MODELS + LITE_MODELS + HEAD_MODELS
+
+
+def architecture_of(name: str) -> str:
+    """The network a model name builds: a head model's backbone, else the name itself."""
+    return name.removesuffix(HEAD_SUFFIX) if name in HEAD_MODELS else name

@@ -17,7 +17,8 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.errors import WeightsUnavailable
-from ..core.registry import LITE0, LITE_MODELS, MODEL_NAMES, TORCHVISION_MODELS  # noqa: F401 (re-exported)
+from ..core.registry import (HEAD_MODELS, LITE0, LITE_MODELS, MODEL_NAMES, TORCHVISION_MODELS,  # noqa: F401 (re-exported)
+                              architecture_of)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,7 +119,7 @@ def torchvision_models() -> types.ModuleType:
 
 
 def normalization(name: str) -> tuple[tuple, tuple]:
-    return (LITE0_MEAN, LITE0_STD) if name in LITE_MODELS else (IMAGENET_MEAN, IMAGENET_STD)
+    return (LITE0_MEAN, LITE0_STD) if architecture_of(name) in LITE_MODELS else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def torchvision_weights_state(name: str):
@@ -182,6 +183,7 @@ def start_steady(name: str, net: nn.Module) -> nn.Module:
 
 
 def build_network(name: str, num_classes: int, pretrained: bool, regularize: bool = True) -> nn.Module:
+    name = architecture_of(name)
     options = {} if regularize else unregularized(name)
     if name in LITE_MODELS:
         from efficientnet_lite_pytorch import EfficientNet
@@ -211,8 +213,8 @@ def build_model(name: str, num_classes: int, pretrained: bool, image_size: int |
                 regularize: bool = True) -> Normalized:
     """The network wrapped with its resize and normalisation; the EfficientNet-Lite models are always pretrained."""
     mean, std = normalization(name)
-    return Normalized(build_network(name, num_classes, pretrained or name in LITE_MODELS, regularize), mean, std,
-                      image_size)
+    pretrained = pretrained or architecture_of(name) in LITE_MODELS
+    return Normalized(build_network(name, num_classes, pretrained, regularize), mean, std, image_size)
 
 
 def build_for_weights(name: str, num_classes: int, image_size: int | None = None) -> Normalized:

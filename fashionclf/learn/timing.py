@@ -114,6 +114,18 @@ class Measured:
     speed: float                              # img/s on the reference workload: the median reading
     costs: dict[tuple[str, int], Costs]
 
+    def cost(self, name: str, size: int) -> Costs:
+        """A model's costs at ``size``: measured, or scaled from its measured size by the pixels (a
+        network's multiply-adds grow with its input's pixels; init costs a frozen-feature head's
+        inference at 224 px from the backbone's timing at the plan's size, without another minute
+        of timing)."""
+        if (name, size) in self.costs:
+            return self.costs[(name, size)]
+        measured = min((s for n, s in self.costs if n == name), key=lambda s: abs(s - size))
+        factor = (size / measured) ** 2
+        base = self.costs[(name, measured)]
+        return Costs(tuple(v * factor for v in base.fold), tuple(v * factor for v in base.last), base.test * factor)
+
 
 @functools.lru_cache(maxsize=None)
 def _fold_workload(name: str, image_size: int, classes: int, threads: int) -> Workload:

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from ..core.params import ModelParams, TrainParams
+from ..core.registry import HEAD_MODELS
+from .head import fit_head
 from .inference import as_float, autocast, predict_proba
 from .models import build_model
 
@@ -161,6 +163,7 @@ def save_resume_point(path: Path, model, optimizer, scheduler, gen, state, ema=N
 def train_fold(model_params: ModelParams, train: TrainParams, categories, x_train, y_train, x_val, y_val,
                fold: int, device, resume_path: Path | None = None):
     """Train one fold with Adam + OneCycle + early stopping; resumes from ``resume_path`` if present.
+    A frozen-feature head model (registry.HEAD_MODELS) fits only its classifier (learn/head.py).
 
     The images (uint8 or float pixels) move to ``device`` once; on a GPU the per-pixel noise is
     drawn there, from its own generator, so GPU runs are seeded too but differ from CPU runs."""
@@ -169,6 +172,9 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
     noise_gen = torch.Generator(device).manual_seed(train.seed + fold) if device.type != "cpu" else None
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_val, y_val = x_val.to(device), y_val.to(device)
+    if model_params.name in HEAD_MODELS:  # no resume points: its fold is mostly three forward passes
+        return fit_head(model_params, train, categories, x_train, y_train, x_val, y_val, fold, device, gen,
+                        scaled_lr(model_params, train), lambda xb: light_augment(xb, train, gen, noise_gen), make_optimizer, weight_average)
     model = build_model(model_params.name, len(categories), train.pretrained, model_params.image_size,
                         model_params.regularize)
     model = model.to(device).to(memory_format=torch.channels_last)

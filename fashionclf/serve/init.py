@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..core.errors import ParamError
 from ..core.params import PARAMS_FILE, RESERVED_CATEGORIES, SECTIONS, parse
-from ..core.registry import LITE0, LITE_MODELS
+from ..core.registry import HEAD_SUFFIX, LITE0, LITE_MODELS
 from ..data.balance import held_out_count
 from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, measure
 
@@ -42,6 +42,9 @@ BACKBONES = LITE_MODELS         # init --backbone auto chooses among these: the 
 LARGER_BACKBONE_EPOCHS = 6      # gives this many epochs. Epochs first: on 96x128 studio photos lite0 with 6
                                 # epochs labelled 0.990 correctly where lite2 with 4 got 0.978; on ten
                                 # article types lite0 with 5, 0.928, lite1 with 4, 0.922 (docs/own-photos.md)
+HEAD_SIZE = 224              # a frozen-feature head sees the canvas at ImageNet's size: its features were
+HEAD_EPOCHS, HEAD_LR = 30, 0.001  # learned there, and no training step pays for the pixels (learn/head.py)
+HEAD_SHARE = 0.25            # of the budget at most, since the fine-tuned model labels best with epochs
 MAX_PER_CLASS = 800          # training images per category, beyond which time grows faster than accuracy
 MIN_PER_CLASS = 100          # ...and at least, where the budget cannot train on all photos
 SIZE_SAMPLE = 40             # photos per category whose sizes are read
@@ -105,6 +108,18 @@ def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int,
     return (training + testing) * MEASURED_OVER_MODELLED
 
 
+def head_seconds(costs: Costs, schedule: Schedule, per_class: int, classes: int, held_out: int,
+                 noise_levels: int) -> float:
+    """A frozen-feature head's cv_train and test stages: each fold's backbone over its training
+    photos twice (as they are and augmented) and its validation photos once; fitting the classifier
+    on the features takes seconds; the test stages as any model's."""
+    trainval = per_class * classes
+    per_fold = (2 * trainval * (schedule.folds - 1) / schedule.folds + trainval / schedule.folds)
+    training = per_fold * (schedule.full_rounds * costs.fold[1] + (costs.last[1] if schedule.last_threads else 0.0))
+    testing = schedule.folds * held_out * (2 + noise_levels) * costs.test
+    return (training + testing) * MEASURED_OVER_MODELLED
+
+
 def photo_canvas(photos: PhotoFolder) -> int:
     """The letterbox fits a photo's long side into the square canvas: a canvas of the short side
     would shrink every 96x128 photo to 72x96."""
@@ -161,9 +176,10 @@ def pretrained_choice(fits: dict[str, int]) -> str:
 
 def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: int, costs, available: float,
                   reasons: list[str], backbones: tuple[str, ...] = (LITE0,)) -> tuple[dict, float, float]:
-    """(models, estimated seconds, seconds of the pretrained model's most epochs): the pretrained model
-    first, with as many epochs as fit, since it is the one that labels; then each from-scratch
-    baseline that still fits."""
+    """(models, estimated seconds, seconds of the pretrained models at the fine-tuned one's most
+    epochs): a frozen-feature head first, where it costs at most HEAD_SHARE of the budget, since it
+    is cheap and strong; then the fine-tuned model with as many epochs as fit; then each
+    from-scratch baseline that still fits."""
     seconds = lambda cost, epochs: model_seconds(cost, schedule, epochs, split.per_class, len(split.names),
                                                  split.held_out, noise_levels)
     lite_size = pretrained_size(canvas)
@@ -174,6 +190,15 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
             epochs += 1
         return epochs
 
+    head = backbones[0] + HEAD_SUFFIX
+    head_cost = head_seconds(costs(backbones[0], HEAD_SIZE), schedule, split.per_class, len(split.names),
+                             split.held_out, noise_levels)
+    if head_cost > HEAD_SHARE * available:
+        head = None
+        reasons.append(f"no frozen-feature head: {backbones[0]}'s features at {HEAD_SIZE} px would take about "
+                       f"{head_cost:.0f} s, over {HEAD_SHARE:.0%} of the budget")
+    else:
+        available -= head_cost
     fits = {name: most_epochs(name) for name in backbones}
     lite = pretrained_choice(fits)
     lite_cost, lite_epochs = costs(lite, lite_size), fits[lite]
@@ -187,6 +212,13 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
                    f"{lite_cost.fold[0] * 1e3:.1f} ms per training image"
                    + (f"; the last round's fold alone on {schedule.last_threads} threads "
                       f"{lite_cost.last[0] * 1e3:.1f} ms" if schedule.last_threads else ""))
+    if head:
+        models[head] = {"image_size": HEAD_SIZE, "epochs": HEAD_EPOCHS, "lr": HEAD_LR, "ema_decay": 0.0}
+        spent += head_cost
+        reasons.append(f"{head}: a linear classifier on {backbones[0]}'s ImageNet features at {HEAD_SIZE} px, "
+                       f"fitted in seconds once the features are computed (three passes of the backbone per "
+                       f"photo, no training steps); cheap and as accurate as fine-tuning on a few thousand real "
+                       f"photos (docs/own-photos.md); estimated {head_cost:.0f} s")
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
         cost = seconds(costs(name, SCRATCH_SIZE), epochs)
@@ -198,7 +230,7 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
         else:
             reasons.append(f"{name} left out: {epochs} epochs would take about {cost:.0f} s, over what is left "
                            f"of the budget ({max(0.0, available - spent):.0f} s)")
-    return models, spent, seconds(lite_cost, PRETRAINED_EPOCHS[1])
+    return models, spent, seconds(lite_cost, PRETRAINED_EPOCHS[1]) + (head_cost if head else 0.0)
 
 
 def planned_params(photos: PhotoFolder, template: dict, split: Split, canvas: int, models: dict) -> dict:
@@ -272,8 +304,7 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     print(f"measuring this machine ({', '.join(f'{n} at {s} px' for n, s in candidates)}; "
           f"{measure_rounds} rounds) ...", file=sys.stderr)
     measured = measure(candidates, classes, Schedule.of(base, FOLDS), measure_rounds, lone=len(backbones))
-    chosen = plan(photos, base, budget_minutes * 60, measured.speed, lambda name, size: measured.costs[(name, size)],
-                  backbones)
+    chosen = plan(photos, base, budget_minutes * 60, measured.speed, measured.cost, backbones)
     header = "".join(f"# {line}\n" for line in
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])

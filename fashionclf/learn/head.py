@@ -1,0 +1,118 @@
+"""Frozen-feature heads: a pretrained backbone as it is, and only its classifier fitted.
+
+The backbone runs once per fold over each training photo twice (as it is, and once with the
+training augmentation: flip, shift, noise) and over each validation photo once; the classifier, a
+linear layer from zero, then trains on those features for ``epochs`` passes with the fold recipe of
+learn/train.py (Adam, one-cycle schedule, early stopping on validation loss, optional weight
+average), which takes seconds. A fold costs about three forward passes per photo, where
+fine-tuning costs three per photo and epoch (forward and backward): on 2,682 real photos of ten
+article types a linear model on efficientnet_lite2's features at 224 px matched lite0 fine-tuned at
+128 px for 5 epochs (docs/own-photos.md), for a fraction of the time.
+
+The fitted model is the same module as a fine-tuned one (the backbone's weights unchanged), so
+checkpoints, the test stages, predict and the ONNX export treat it like any other.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.params import ModelParams, TrainParams
+from .inference import predict_proba
+from .models import Normalized, build_model
+
+
+def frozen_features(model: Normalized, views: list[torch.Tensor], batch_size: int, device,
+                    augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The backbone's pooled features of each view (the classifier bypassed), the views one after
+    another; ``augment`` maps each batch of a view first, where given."""
+    head, model.net._fc = model.net._fc, nn.Identity()
+    try:
+        if augment is None:
+            return torch.cat([predict_proba(model, view, batch_size, device, softmax=False) for view in views])
+        return torch.cat([predict_proba(model, augment(view[s:s + batch_size].to(device)), batch_size, device,
+                                        softmax=False)
+                          for view in views for s in range(0, len(view), batch_size)])
+    finally:
+        model.net._fc = head
+
+
+def head_probabilities(head: nn.Module, features: torch.Tensor, views: int) -> torch.Tensor:
+    """Mean softmax over the views of each photo (features stacked view after view)."""
+    with torch.inference_mode():
+        probs = torch.softmax(head(features).float(), dim=1)
+    return probs.view(views, -1, probs.shape[1]).mean(0)
+
+
+def fit_head(model_params: ModelParams, train: TrainParams, categories, x_train, y_train, x_val, y_val,
+             fold: int, device, gen: torch.Generator, lr: float, augment: Callable[[torch.Tensor], torch.Tensor],
+             make_optimizer, make_average) -> tuple[Normalized, dict]:
+    """(the model with its fitted classifier, the fold's state) as learn/train.py's train_fold
+    returns them; ``lr`` (scaled to the batch), ``augment``, ``make_optimizer`` and ``make_average``
+    are that recipe's."""
+    model = build_model(model_params.name, len(categories), pretrained=True, image_size=model_params.image_size)
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = model.net._fc
+    nn.init.zeros_(head.weight)  # a deterministic start at chance, as learn/models.py start_steady
+    nn.init.zeros_(head.bias)
+    head.weight.requires_grad_(True)
+    head.bias.requires_grad_(True)
+
+    batch = train.eval_batch_size
+    f_train = torch.cat([frozen_features(model, [x_train], batch, device),
+                         frozen_features(model, [x_train], batch, device, augment)])
+    y_feat = y_train.to(device).repeat(2)
+    val_views = [x_val, x_val.flip(-1)] if train.flip_tta else [x_val]
+    f_val = frozen_features(model, val_views, batch, device)
+
+    state = fit_classifier(head, f_train, y_feat, f_val, y_val.cpu(), len(val_views), model_params.epochs, train,
+                           fold, gen, lr, make_optimizer, make_average(head, model_params.ema_decay))
+    with torch.no_grad():
+        head.load_state_dict(state["best_state"])
+    state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return model.cpu(), state
+
+
+def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: int, epochs: int, train: TrainParams,
+                   fold: int, gen: torch.Generator, lr: float, make_optimizer, ema=None) -> dict:
+    """``epochs`` passes of Adam over the training features with the one-cycle schedule, validated
+    after each (``val_views`` views of each validation photo, averaged) and stopped early as a fine-tuned
+    fold is; the state of train_fold, the best epoch's classifier weights in ``best_state``."""
+    optimizer = make_optimizer(head, lr)
+    steps = max(1, -(-len(f_train) // train.batch_size))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=train.pct_start,
+                                                    total_steps=steps * epochs)
+    evaluated = head if ema is None else ema.module
+    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
+    while state["epoch"] < epochs and state["bad_epochs"] < train.patience:
+        lr_now = scheduler.get_last_lr()[0]
+        order = torch.randperm(len(f_train), generator=gen).to(f_train.device)
+        total = 0.0
+        for start in range(0, len(order), train.batch_size):
+            idx = order[start:start + train.batch_size]
+            loss = F.cross_entropy(head(f_train[idx]), y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(head)
+            total += loss.item() * len(idx)
+        probs = head_probabilities(evaluated, f_val, val_views).cpu()
+        val_loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y_val).item()
+        val_acc = (probs.argmax(1) == y_val).float().mean().item()
+        state["epoch"] += 1
+        state["history"].append({"fold": fold, "epoch": state["epoch"], "lr": lr_now,
+                                 "train_loss": total / len(f_train), "val_loss": val_loss, "val_accuracy": val_acc})
+        if val_loss < state["best_loss"]:
+            state.update(best_loss=val_loss, best_accuracy=val_acc, best_epoch=state["epoch"], bad_epochs=0,
+                         best_probs=probs,
+                         best_state={k: v.detach().clone() for k, v in evaluated.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+    return state
