@@ -8,8 +8,23 @@ import torch
 
 from fashionclf.learn import models as M
 
+ARCHITECTURES = M.TORCHVISION_MODELS + M.LITE_MODELS  # a head model (M.HEAD_MODELS) is its lite model's network
 
-@pytest.mark.parametrize("name", M.MODEL_NAMES)
+
+def test_a_head_model_is_its_backbones_network_with_its_weights():
+    """efficientnet_liteN_head builds liteN with its shipped ImageNet weights (always: a head fits only
+    the classifier) and the same normalisation, so checkpoints and exports treat it like any model."""
+    for head in M.HEAD_MODELS:
+        backbone = M.architecture_of(head)
+        assert backbone in M.LITE_MODELS and head == backbone + "_head"
+        built = M.build_model(head, 3, pretrained=False, image_size=32).state_dict()
+        shipped = M.build_model(backbone, 3, pretrained=False, image_size=32).state_dict()
+        assert built.keys() == shipped.keys() == M.build_for_weights(head, 3).state_dict().keys()
+        assert all(torch.equal(v, shipped[k]) for k, v in built.items() if not k.startswith("net._fc."))
+        assert M.normalization(head) == M.normalization(backbone)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
 def test_every_model_builds_with_the_category_count(name):
     model = M.build_model(name, 4, pretrained=False).eval()
     with torch.no_grad():
@@ -26,7 +41,7 @@ def test_a_from_scratch_efficientnet_starts_at_chance():
     assert torch.allclose(probs, torch.full_like(probs, 1 / 3))
 
 
-@pytest.mark.parametrize("name", M.MODEL_NAMES)
+@pytest.mark.parametrize("name", ARCHITECTURES)
 def test_batchnorm_fusion_keeps_the_outputs_and_removes_batchnorm(name):
     torch.manual_seed(0)
     model = M.build_model(name, 3, pretrained=False, image_size=32).eval()
@@ -44,7 +59,7 @@ def test_batchnorm_fusion_keeps_the_outputs_and_removes_batchnorm(name):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
 
 
-@pytest.mark.parametrize("name", M.MODEL_NAMES)
+@pytest.mark.parametrize("name", ARCHITECTURES)
 def test_a_model_built_for_weights_is_the_trained_model_once_loaded(name):
     torch.manual_seed(0)
     trained = M.build_model(name, 3, pretrained=False, image_size=32).eval()
