@@ -29,8 +29,8 @@ from fashionclf.learn.head import fit_classifier, frozen_features, head_probabil
 from fashionclf.learn.inference import to_pixels  # noqa: E402
 from fashionclf.learn.models import build_model  # noqa: E402
 from fashionclf.learn.train import light_augment, make_optimizer  # noqa: E402
-from fashionclf.report.review import share  # noqa: E402
 from fashionclf.serve.init import PHOTO_CANVAS  # noqa: E402
+from flip_tta import percent  # noqa: E402  (bench/, this script's folder)
 
 RECIPES = ((0.001, 30), (0.003, 30), (0.01, 30), (0.03, 30))
 FOLDS = 3
@@ -40,11 +40,6 @@ def load(folder: Path, categories: list[str]) -> tuple[torch.Tensor, torch.Tenso
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     pixels = np.stack([decode(p, PHOTO_CANVAS) for p in paths])
     return to_pixels(pixels), torch.tensor([categories.index(p.relative_to(folder).parts[0]) for p in paths])
-
-
-def percent(hits: int, n: int) -> str:
-    value, (low, high) = share(hits, n)
-    return f"{100 * value:.1f} ({100 * low:.1f}-{100 * high:.1f})"
 
 
 def main():
