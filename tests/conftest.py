@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -160,12 +161,14 @@ def start_tiny_build(shared: Path) -> None:
     except FileExistsError:
         return
     log = open(shared / "tiny.log", "w")
-    _background_build = subprocess.Popen([sys.executable, __file__, str(shared)], stdout=log, stderr=subprocess.STDOUT)
+    _background_build = subprocess.Popen([sys.executable, __file__, str(shared)], stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
 
 
 def pytest_unconfigure(config):
+    """A run stopped early (-x, Ctrl-C) stops the build too, with the stages it started."""
     if _background_build is not None and _background_build.poll() is None:
-        _background_build.kill()
+        os.killpg(_background_build.pid, signal.SIGKILL)
 
 
 def build_tiny_project(repo: Path) -> Path:

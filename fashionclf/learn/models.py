@@ -17,8 +17,8 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.errors import WeightsUnavailable
-from ..core.registry import (HEAD_MODELS, LITE0, LITE_MODELS, MODEL_NAMES, TORCHVISION_MODELS,  # noqa: F401 (re-exported)
-                              architecture_of)
+from ..core.registry import (  # noqa: F401 (re-exported)
+    HEAD_MODELS, LITE0, LITE_MODELS, MODEL_NAMES, TORCHVISION_MODELS, architecture_of)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -172,9 +172,10 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
     noise_gen = torch.Generator(device).manual_seed(train.seed + fold) if device.type != "cpu" else None
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_val, y_val = x_val.to(device), y_val.to(device)
-    if model_params.name in HEAD_MODELS:  # no resume points: its fold is mostly three forward passes
+    if model_params.name in HEAD_MODELS:
+        augment = lambda batch: light_augment(batch, train, gen, noise_gen)  # noqa: E731
         return fit_head(model_params, train, categories, x_train, y_train, x_val, y_val, fold, device, gen,
-                        scaled_lr(model_params, train), lambda xb: light_augment(xb, train, gen, noise_gen), make_optimizer, weight_average)
+                        scaled_lr(model_params, train), augment, make_optimizer, weight_average)
     model = build_model(model_params.name, len(categories), train.pretrained, model_params.image_size,
                         model_params.regularize)
     model = model.to(device).to(memory_format=torch.channels_last)
