@@ -213,3 +213,32 @@ def test_output_paths_the_commands_read_are_dvc_yamls():
     assert option("export", "out") == paths.EXPORT and paths.EXPORTED_MODEL == f"{paths.EXPORT}/{ONNX_FILE}"
     assert option("cv_train", "models") == f"{paths.MODELS}/${{key}}"
     assert option("test_clean", "calibration-predictions") == paths.CALIBRATION_PREDICTIONS.format(model="${key}")
+
+
+def test_a_frozen_feature_head_runs_through_training_and_test_stages(tiny_project, tmp_path):
+    """efficientnet_lite0_head named in train.models gets its own cv_train and test stages like any
+    model: fold checkpoints whose backbone is the shipped one, out-of-fold and test metrics."""
+    import json
+    import shutil
+
+    import torch
+
+    from conftest import run
+    from fashionclf.learn.inference import Ensemble
+    from fashionclf.learn.models import build_model
+
+    head = "efficientnet_lite0_head"
+    project = tmp_path / "repo"
+    shutil.copytree(tiny_project, project, symlinks=True)
+    models = yaml.safe_load((project / "params.yaml").read_text())["train"]["models"]
+    set_param(project, "train.models", {**models, head: {"image_size": 32, "epochs": 10, "lr": 0.01, "ema_decay": 0.0}})
+    out = run(["dvc", "repro", f"test_noise@{head}"], project).stdout
+    assert all(f"Running stage '{stage}@{head}'" in out for stage in ("cv_train", "test_clean", "test_noise")), out
+    assert "Running stage 'cv_train@efficientnet_lite0'" not in out  # the other models' stages are untouched
+    cv = json.loads((project / "metrics/cv" / f"{head}.json").read_text())
+    clean = json.loads((project / "metrics/test_clean" / f"{head}.json").read_text())
+    assert cv["oof"]["accuracy"] > 0.5 and clean["accuracy"] > 0.5  # 3 categories: chance is 1/3
+    ensemble = Ensemble.load(project / "models" / head, fused=False)
+    shipped = build_model("efficientnet_lite0", 3, pretrained=True, image_size=32).state_dict()
+    for fold in ensemble.models:
+        assert all(torch.equal(v, shipped[k]) for k, v in fold.state_dict().items() if not k.startswith("net._fc."))
