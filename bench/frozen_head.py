@@ -28,7 +28,7 @@ from fashionclf.data.imaging import decode  # noqa: E402
 from fashionclf.learn.head import fit_classifier, frozen_features, head_probabilities  # noqa: E402
 from fashionclf.learn.inference import to_pixels  # noqa: E402
 from fashionclf.learn.models import build_model  # noqa: E402
-from fashionclf.learn.train import light_augment, make_optimizer  # noqa: E402
+from fashionclf.learn.train import light_augment  # noqa: E402
 from fashionclf.serve.init import PHOTO_CANVAS  # noqa: E402
 from flip_tta import percent  # noqa: E402  (bench/, this script's folder)
 
@@ -77,7 +77,7 @@ def main():
                 torch.nn.init.zeros_(head.bias)
                 state = fit_classifier(head, torch.cat([plain[fit], augmented[fit]]), y_shop[fit].repeat(2),
                                        plain[val], y_shop[val], 1, epochs, train, fold,
-                                       torch.Generator().manual_seed(train.seed + fold), lr, make_optimizer)
+                                       torch.Generator().manual_seed(train.seed + fold), lr)
                 head.load_state_dict(state["best_state"])
                 right += int((state["best_probs"].argmax(1) == y_shop[val]).sum())
                 votes.append(head_probabilities(head, unseen, 1))

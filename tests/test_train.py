@@ -248,6 +248,7 @@ def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_val
     """efficientnet_lite0_head: the ImageNet backbone stays as shipped, the classifier learns the
     toy signal, the kept model gives the out-of-fold probabilities the fold reported, and a rerun
     gives the same bytes."""
+    from fashionclf.learn.head import fit_head
     from fashionclf.learn.inference import predict_proba
     from fashionclf.learn.models import build_model
     images, labels, _ = toy_data(n_groups=24, variants=2)
@@ -256,7 +257,7 @@ def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_val
     x, y = to_pixels(images), torch.from_numpy(labels)
     mp = ModelParams(name="efficientnet_lite0_head", image_size=32, epochs=15, lr=0.05, ema_decay=0.0)
     tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1})
-    model, state = train_fold(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
+    model, state = fit_head(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
     shipped = build_model("efficientnet_lite0", 3, pretrained=True, image_size=32).state_dict()
     fitted = model.state_dict()
     assert fitted.keys() == shipped.keys()
@@ -265,5 +266,5 @@ def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_val
     assert state["best_accuracy"] > 0.8 and len(state["history"]) >= 2
     probs = predict_proba(model, x[36:], 64, torch.device("cpu"))
     assert torch.allclose(probs, state["best_probs"], atol=1e-6)
-    _, again = train_fold(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
+    _, again = fit_head(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
     assert again["history"] == state["history"] and torch.equal(again["best_probs"], state["best_probs"])

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from ..core.params import ModelParams, TrainParams
+from ..core.registry import HEAD_MODELS
+from .head import fit_head
 from .inference import to_pixels
 from .train import train_fold
 
@@ -42,8 +44,9 @@ def train_fold_job(job: FoldJob, images, labels: np.ndarray) -> tuple[int, dict,
     x_train, x_val = to_pixels(images[job.train_idx]), to_pixels(images[job.val_idx])
     y = torch.from_numpy(np.array(labels)).long()
     torch.set_num_threads(job.threads)
-    model, state = train_fold(job.model_params, job.train, job.categories, x_train, y[job.train_idx],
-                              x_val, y[job.val_idx], job.fold, job.device, job.resume)
+    fit = fit_head if job.model_params.name in HEAD_MODELS else train_fold  # a head fits only its classifier
+    model, state = fit(job.model_params, job.train, job.categories, x_train, y[job.train_idx],
+                       x_val, y[job.val_idx], job.fold, job.device, job.resume)
     state.pop("best_state")  # the model holds it
     state["threads"] = torch.get_num_threads()
     return job.fold, model.state_dict(), state

@@ -16,6 +16,7 @@ checkpoints, the test stages, predict and the ONNX export treat it like any othe
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from torch import nn
 from ..core.params import ModelParams, TrainParams
 from .inference import predict_proba
 from .models import Normalized, build_model
+from .train import fold_generators, light_augment, make_optimizer, scaled_lr, take_step, weight_average, weights_copy
 
 
 def frozen_features(model: Normalized, views: list[torch.Tensor], batch_size: int, device,
@@ -49,11 +51,12 @@ def head_probabilities(head: nn.Module, features: torch.Tensor, views: int) -> t
 
 
 def fit_head(model_params: ModelParams, train: TrainParams, categories, x_train, y_train, x_val, y_val,
-             fold: int, device, gen: torch.Generator, lr: float, augment: Callable[[torch.Tensor], torch.Tensor],
-             make_optimizer, make_average) -> tuple[Normalized, dict]:
-    """(the model with its fitted classifier, the fold's state) as learn/train.py's train_fold
-    returns them; ``lr`` (scaled to the batch), ``augment``, ``make_optimizer`` and ``make_average``
-    are that recipe's."""
+             fold: int, device, resume_path: Path | None = None) -> tuple[Normalized, dict]:
+    """(the model with its fitted classifier, the fold's state), as learn/train.py's train_fold
+    returns them and with its arguments; ``resume_path`` is not used (see the module's note)."""
+    gen, noise_gen = fold_generators(train, fold, device)
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_val, y_val = x_val.to(device), y_val.to(device)
     model = build_model(model_params.name, len(categories), pretrained=True, image_size=model_params.image_size)
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     for p in model.parameters():
@@ -65,22 +68,23 @@ def fit_head(model_params: ModelParams, train: TrainParams, categories, x_train,
     head.bias.requires_grad_(True)
 
     batch = train.eval_batch_size
+    augment = lambda pixels: light_augment(pixels, train, gen, noise_gen)  # noqa: E731
     f_train = torch.cat([frozen_features(model, [x_train], batch, device),
                          frozen_features(model, [x_train], batch, device, augment)])
-    y_feat = y_train.to(device).repeat(2)
     val_views = [x_val, x_val.flip(-1)] if train.flip_tta else [x_val]
     f_val = frozen_features(model, val_views, batch, device)
 
-    state = fit_classifier(head, f_train, y_feat, f_val, y_val.cpu(), len(val_views), model_params.epochs, train,
-                           fold, gen, lr, make_optimizer, make_average(head, model_params.ema_decay))
+    state = fit_classifier(head, f_train, y_train.repeat(2), f_val, y_val.cpu(), len(val_views), model_params.epochs,
+                           train, fold, gen, scaled_lr(model_params, train),
+                           weight_average(head, model_params.ema_decay))
     with torch.no_grad():
         head.load_state_dict(state["best_state"])
-    state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state["best_state"] = weights_copy(model)
     return model.cpu(), state
 
 
 def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: int, epochs: int, train: TrainParams,
-                   fold: int, gen: torch.Generator, lr: float, make_optimizer, ema=None) -> dict:
+                   fold: int, gen: torch.Generator, lr: float, ema=None) -> dict:
     """``epochs`` passes of Adam over the training features with the one-cycle schedule, validated
     after each (``val_views`` views of each validation photo, averaged) and stopped early as a fine-tuned
     fold is; the state of train_fold, the best epoch's classifier weights in ``best_state``."""
@@ -97,12 +101,7 @@ def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: i
         for start in range(0, len(order), train.batch_size):
             idx = order[start:start + train.batch_size]
             loss = F.cross_entropy(head(f_train[idx]), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(head)
+            take_step(loss, optimizer, scheduler, ema, head)
             total += loss.item() * len(idx)
         probs = head_probabilities(evaluated, f_val, val_views).cpu()
         val_loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y_val).item()
@@ -112,8 +111,7 @@ def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: i
                                  "train_loss": total / len(f_train), "val_loss": val_loss, "val_accuracy": val_acc})
         if val_loss < state["best_loss"]:
             state.update(best_loss=val_loss, best_accuracy=val_acc, best_epoch=state["epoch"], bad_epochs=0,
-                         best_probs=probs,
-                         best_state={k: v.detach().clone() for k, v in evaluated.state_dict().items()})
+                         best_probs=probs, best_state=weights_copy(evaluated))
         else:
             state["bad_epochs"] += 1
     return state

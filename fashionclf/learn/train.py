@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from ..core.params import ModelParams, TrainParams
-from ..core.registry import HEAD_MODELS
-from .head import fit_head
 from .inference import as_float, autocast, predict_proba
 from .models import build_model
 
@@ -78,6 +76,25 @@ def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def take_step(loss, optimizer, scheduler, ema, model) -> None:
+    """One optimizer and schedule step on ``loss``; the weight average follows ``model``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    if ema is not None:
+        ema.update_parameters(model)
+
+
+def fold_generators(train: TrainParams, fold: int, device) -> tuple[torch.Generator, torch.Generator | None]:
+    """Seeds everything for ``fold``: (the CPU generator of its per-sample draws, a generator on
+    ``device`` for per-pixel noise, or None on the CPU)."""
+    seed_everything(train.seed + fold)
+    gen = torch.Generator().manual_seed(train.seed + fold)
+    noise_gen = torch.Generator(device).manual_seed(train.seed + fold) if device.type != "cpu" else None
+    return gen, noise_gen
+
+
 def train_one_epoch(model, optimizer, scheduler, x, y, train: TrainParams, device, gen, ema=None,
                     noise_gen=None, step_model=None) -> float:
     """One pass over (x, y): uint8 or float pixels, on the host or on ``device``. ``step_model``: the
@@ -95,12 +112,7 @@ def train_one_epoch(model, optimizer, scheduler, x, y, train: TrainParams, devic
         yb = y[idx].to(device, non_blocking=True)
         with autocast(device):
             loss = F.cross_entropy(step_model(xb), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
+        take_step(loss, optimizer, scheduler, ema, model)
         total += loss.detach().double() * len(idx)
         seen += len(idx)
     return total.item() / max(seen, 1)
@@ -163,19 +175,12 @@ def save_resume_point(path: Path, model, optimizer, scheduler, gen, state, ema=N
 def train_fold(model_params: ModelParams, train: TrainParams, categories, x_train, y_train, x_val, y_val,
                fold: int, device, resume_path: Path | None = None):
     """Train one fold with Adam + OneCycle + early stopping; resumes from ``resume_path`` if present.
-    A frozen-feature head model (registry.HEAD_MODELS) fits only its classifier (learn/head.py).
 
     The images (uint8 or float pixels) move to ``device`` once; on a GPU the per-pixel noise is
     drawn there, from its own generator, so GPU runs are seeded too but differ from CPU runs."""
-    seed_everything(train.seed + fold)
-    gen = torch.Generator().manual_seed(train.seed + fold)
-    noise_gen = torch.Generator(device).manual_seed(train.seed + fold) if device.type != "cpu" else None
+    gen, noise_gen = fold_generators(train, fold, device)
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_val, y_val = x_val.to(device), y_val.to(device)
-    if model_params.name in HEAD_MODELS:
-        augment = lambda batch: light_augment(batch, train, gen, noise_gen)  # noqa: E731
-        return fit_head(model_params, train, categories, x_train, y_train, x_val, y_val, fold, device, gen,
-                        scaled_lr(model_params, train), augment, make_optimizer, weight_average)
     model = build_model(model_params.name, len(categories), train.pretrained, model_params.image_size,
                         model_params.regularize)
     model = model.to(device).to(memory_format=torch.channels_last)

@@ -104,8 +104,12 @@ def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int,
             + (epochs + 2) * trainval / schedule.folds * infer_s
 
     training = schedule.full_rounds * fold(costs.fold) + (fold(costs.last) if schedule.last_threads else 0.0)
-    testing = schedule.folds * held_out * (2 + noise_levels) * costs.test
-    return (training + testing) * MEASURED_OVER_MODELLED
+    return (training + testing_seconds(costs, schedule, held_out, noise_levels)) * MEASURED_OVER_MODELLED
+
+
+def testing_seconds(costs: Costs, schedule: Schedule, held_out: int, noise_levels: int) -> float:
+    """The test stages: every fold model over the held-out photos, clean, calibration and each noise level."""
+    return schedule.folds * held_out * (2 + noise_levels) * costs.test
 
 
 def head_seconds(costs: Costs, schedule: Schedule, per_class: int, classes: int, held_out: int,
@@ -116,8 +120,7 @@ def head_seconds(costs: Costs, schedule: Schedule, per_class: int, classes: int,
     trainval = per_class * classes
     per_fold = (2 * trainval * (schedule.folds - 1) / schedule.folds + trainval / schedule.folds)
     training = per_fold * (schedule.full_rounds * costs.fold[1] + (costs.last[1] if schedule.last_threads else 0.0))
-    testing = schedule.folds * held_out * (2 + noise_levels) * costs.test
-    return (training + testing) * MEASURED_OVER_MODELLED
+    return (training + testing_seconds(costs, schedule, held_out, noise_levels)) * MEASURED_OVER_MODELLED
 
 
 def photo_canvas(photos: PhotoFolder) -> int:
