@@ -10,8 +10,11 @@ photo's once: the passes that cv_train's folds make, done once instead of per fo
 recipe (lr, epochs), 3 stratified folds fit the classifier with cv_train's own loop
 (head.fit_classifier, the params.yaml train recipe), and it prints out-of-fold accuracy and the
 unseen photos' accuracy under the folds' mean, with 95% intervals and the seconds the features took.
+With --combine, then two backbones together: each pair's heads averaged, and one head on the
+pair's features joined.
 """
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ from fashionclf.serve.init import PHOTO_CANVAS  # noqa: E402
 from flip_tta import percent  # noqa: E402  (bench/, this script's folder)
 
 RECIPES = ((0.001, 30), (0.003, 30), (0.01, 30), (0.03, 30))
+COMBINE_RECIPE = (0.003, 30)  # the best out-of-fold recipe for lite0 and lite2 at 224 px
 FOLDS = 3
 
 
@@ -42,48 +46,90 @@ def load(folder: Path, categories: list[str]) -> tuple[torch.Tensor, torch.Tenso
     return to_pixels(pixels), torch.tensor([categories.index(p.relative_to(folder).parts[0]) for p in paths])
 
 
+def shop_features(name: str, size: int, x_shop, x_unseen, train: TrainParams, classes: int):
+    """The backbone's features of the shop photos (plain and augmented) and the unseen photos, and the
+    seconds they took."""
+    start = time.perf_counter()
+    cpu = torch.device("cpu")
+    model = build_model(name, classes, pretrained=True, image_size=size).eval()
+    gen = torch.Generator().manual_seed(train.seed)
+    plain = frozen_features(model, [x_shop], train.eval_batch_size, cpu)
+    augmented = frozen_features(model, [x_shop], train.eval_batch_size, cpu,
+                                lambda batch: light_augment(batch, train, gen))
+    unseen = frozen_features(model, [x_unseen], train.eval_batch_size, cpu)
+    return (plain, augmented, unseen), time.perf_counter() - start
+
+
+def fit_heads(features, y_shop, train: TrainParams, lr: float, epochs: int):
+    """Out-of-fold probabilities of the shop photos and the folds' mean on the unseen photos."""
+    plain, augmented, unseen = features
+    classes = int(y_shop.max()) + 1
+    oof, votes = torch.zeros(len(y_shop), classes), []
+    for fold, (fit, val) in enumerate(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(plain, y_shop)):
+        fit, val = torch.from_numpy(fit), torch.from_numpy(val)
+        head = torch.nn.Linear(plain.shape[1], classes)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        state = fit_classifier(head, torch.cat([plain[fit], augmented[fit]]), y_shop[fit].repeat(2),
+                               plain[val], y_shop[val], 1, epochs, train, fold,
+                               torch.Generator().manual_seed(train.seed + fold), lr)
+        head.load_state_dict(state["best_state"])
+        oof[val] = state["best_probs"]
+        votes.append(head_probabilities(head, unseen, 1))
+    return oof, torch.stack(votes).mean(0)
+
+
+def row(label: str, probs, y_shop, y_unseen) -> str:
+    oof, unseen = probs
+    return (f"| {label} | {percent(int((oof.argmax(1) == y_shop).sum()), len(y_shop))} | "
+            f"{percent(int((unseen.argmax(1) == y_unseen).sum()), len(y_unseen))} |")
+
+
+def combinations(features: dict, y_shop, y_unseen, train: TrainParams) -> None:
+    """Two backbones together, at COMBINE_RECIPE: each pair's heads averaged, one head on each pair's
+    concatenated features, and one on all of them."""
+    lr, epochs = COMBINE_RECIPE
+    alone = {s: fit_heads(f, y_shop, train, lr, epochs) for s, f in features.items()}
+    concat = lambda settings: [torch.cat([features[s][i] for s in settings], 1) for i in range(3)]  # noqa: E731
+    print(f"\n| members (lr {lr}, {epochs} epochs) | out-of-fold accuracy % | unseen accuracy % |\n|---|---|---|")
+    for setting, probs in alone.items():
+        print(row(f"{setting} alone", probs, y_shop, y_unseen))
+    for a, b in itertools.combinations(features, 2):
+        mean = tuple((alone[a][i] + alone[b][i]) / 2 for i in range(2))
+        print(row(f"average of the {a} and {b} heads", mean, y_shop, y_unseen))
+        print(row(f"one head on {a} + {b} features", fit_heads(concat([a, b]), y_shop, train, lr, epochs),
+                  y_shop, y_unseen), flush=True)
+    if len(features) > 2:
+        print(row("one head on all features", fit_heads(concat(list(features)), y_shop, train, lr, epochs),
+                  y_shop, y_unseen))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shop", type=Path)
     parser.add_argument("unseen", type=Path)
     parser.add_argument("settings", nargs="+", help="backbone:size, e.g. efficientnet_lite0:224")
+    parser.add_argument("--combine", action="store_true",
+                        help="then the settings in pairs: heads averaged, and one head on both features")
     args = parser.parse_args()
     torch.manual_seed(0)
     categories = sorted(p.name for p in args.shop.iterdir() if p.is_dir())
     x_shop, y_shop = load(args.shop, categories)
     x_unseen, y_unseen = load(args.unseen, categories)
     train = TrainParams.model_validate(yaml.safe_load((ROOT / "params.yaml").read_text())["train"])
-    cpu = torch.device("cpu")
     print(f"{len(y_shop)} shop photos, {len(y_unseen)} unseen, {len(categories)} categories, canvas {PHOTO_CANVAS} px")
     print("| backbone | px | lr | epochs | out-of-fold accuracy % | unseen accuracy % | features s |")
     print("|---|---|---|---|---|---|---|")
+    features = {}
     for setting in args.settings:
         name, size = setting.split(":")
-        start = time.perf_counter()
-        model = build_model(name, len(categories), pretrained=True, image_size=int(size)).eval()
-        gen = torch.Generator().manual_seed(train.seed)
-        plain = frozen_features(model, [x_shop], train.eval_batch_size, cpu)
-        augmented = frozen_features(model, [x_shop], train.eval_batch_size, cpu,
-                                    lambda batch: light_augment(batch, train, gen))
-        unseen = frozen_features(model, [x_unseen], train.eval_batch_size, cpu)
-        took = time.perf_counter() - start
+        features[setting], took = shop_features(name, int(size), x_shop, x_unseen, train, len(categories))
         for lr, epochs in RECIPES:
-            right, votes = 0, []
-            for fold, (fit, val) in enumerate(StratifiedKFold(FOLDS, shuffle=True, random_state=0)
-                                              .split(plain, y_shop)):
-                fit, val = torch.from_numpy(fit), torch.from_numpy(val)
-                head = torch.nn.Linear(plain.shape[1], len(categories))
-                torch.nn.init.zeros_(head.weight)
-                torch.nn.init.zeros_(head.bias)
-                state = fit_classifier(head, torch.cat([plain[fit], augmented[fit]]), y_shop[fit].repeat(2),
-                                       plain[val], y_shop[val], 1, epochs, train, fold,
-                                       torch.Generator().manual_seed(train.seed + fold), lr)
-                head.load_state_dict(state["best_state"])
-                right += int((state["best_probs"].argmax(1) == y_shop[val]).sum())
-                votes.append(head_probabilities(head, unseen, 1))
-            unseen_right = int((torch.stack(votes).mean(0).argmax(1) == y_unseen).sum())
-            print(f"| {name} | {size} | {lr} | {epochs} | {percent(right, len(y_shop))} | "
-                  f"{percent(unseen_right, len(y_unseen))} | {took:.0f} |", flush=True)
+            label = f"{name} | {size} | {lr} | {epochs}"
+            print(f"{row(label, fit_heads(features[setting], y_shop, train, lr, epochs), y_shop, y_unseen)} "
+                  f"{took:.0f} |", flush=True)
+    if args.combine:
+        combinations(features, y_shop, y_unseen, train)
 
 
 if __name__ == "__main__":
