@@ -88,7 +88,7 @@ def models_spread(repos: list[Path], head: Path) -> None:
     """The rebuilds are also a spread on this CPU: per model, clean test and out-of-fold accuracy
     over the rebuilds with the default threads (seed sd) and over all of them, beside HEAD's."""
     def read(repo: Path, model: str) -> tuple[float, float]:
-        clean = json.loads((repo / "metrics" / "test_clean" / f"{model}.json").read_text())["accuracy"]
+        clean = accuracy(repo, model)
         oof = json.loads((repo / "metrics" / "cv" / f"{model}.json").read_text())["oof"]["accuracy"]
         return 100 * clean, 100 * oof
 
