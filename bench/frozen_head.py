@@ -90,17 +90,20 @@ def combinations(features: dict, y_shop, y_unseen, train: TrainParams) -> None:
     concatenated features, and one on all of them."""
     lr, epochs = COMBINE_RECIPE
     alone = {s: fit_heads(f, y_shop, train, lr, epochs) for s, f in features.items()}
-    concat = lambda settings: [torch.cat([features[s][i] for s in settings], 1) for i in range(3)]  # noqa: E731
+
+    def joined(settings):  # (plain, augmented, unseen), each the settings' features side by side
+        return [torch.cat([features[s][i] for s in settings], 1) for i in range(3)]
+
     print(f"\n| members (lr {lr}, {epochs} epochs) | out-of-fold accuracy % | unseen accuracy % |\n|---|---|---|")
     for setting, probs in alone.items():
         print(row(f"{setting} alone", probs, y_shop, y_unseen))
     for a, b in itertools.combinations(features, 2):
         mean = tuple((alone[a][i] + alone[b][i]) / 2 for i in range(2))
         print(row(f"average of the {a} and {b} heads", mean, y_shop, y_unseen))
-        print(row(f"one head on {a} + {b} features", fit_heads(concat([a, b]), y_shop, train, lr, epochs),
+        print(row(f"one head on {a} + {b} features", fit_heads(joined([a, b]), y_shop, train, lr, epochs),
                   y_shop, y_unseen), flush=True)
     if len(features) > 2:
-        print(row("one head on all features", fit_heads(concat(list(features)), y_shop, train, lr, epochs),
+        print(row("one head on all features", fit_heads(joined(list(features)), y_shop, train, lr, epochs),
                   y_shop, y_unseen))
 
 
