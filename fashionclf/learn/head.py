@@ -25,7 +25,8 @@ from torch import nn
 from ..core.params import ModelParams, TrainParams
 from .inference import predict_proba
 from .models import Normalized, build_model
-from .train import fold_generators, light_augment, make_optimizer, scaled_lr, take_step, weight_average, weights_copy
+from .train import (fold_generators, light_augment, make_optimizer, more_epochs, new_fold_state, record_epoch,
+                    scaled_lr, take_step, weight_average, weights_copy)
 
 
 def frozen_features(model: Normalized, views: list[torch.Tensor], batch_size: int, device,
@@ -93,8 +94,8 @@ def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: i
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=train.pct_start,
                                                     total_steps=steps * epochs)
     evaluated = head if ema is None else ema.module
-    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
-    while state["epoch"] < epochs and state["bad_epochs"] < train.patience:
+    state = new_fold_state()
+    while more_epochs(state, epochs, train):
         lr_now = scheduler.get_last_lr()[0]
         order = torch.randperm(len(f_train), generator=gen).to(f_train.device)
         total = 0.0
@@ -106,12 +107,5 @@ def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: i
         probs = head_probabilities(evaluated, f_val, val_views).cpu()
         val_loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y_val).item()
         val_acc = (probs.argmax(1) == y_val).float().mean().item()
-        state["epoch"] += 1
-        state["history"].append({"fold": fold, "epoch": state["epoch"], "lr": lr_now,
-                                 "train_loss": total / len(f_train), "val_loss": val_loss, "val_accuracy": val_acc})
-        if val_loss < state["best_loss"]:
-            state.update(best_loss=val_loss, best_accuracy=val_acc, best_epoch=state["epoch"], bad_epochs=0,
-                         best_probs=probs, best_state=weights_copy(evaluated))
-        else:
-            state["bad_epochs"] += 1
+        record_epoch(state, fold, lr_now, total / len(f_train), val_loss, val_acc, probs, evaluated)
     return state

@@ -151,9 +151,27 @@ def weights_copy(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def more_epochs(state: dict, model_params: ModelParams, train: TrainParams) -> bool:
+def more_epochs(state: dict, epochs: int, train: TrainParams) -> bool:
     """Whether the fold trains on: epochs left and no early stop."""
-    return state["epoch"] < model_params.epochs and state["bad_epochs"] < train.patience
+    return state["epoch"] < epochs and state["bad_epochs"] < train.patience
+
+
+def new_fold_state() -> dict:
+    return {"epoch": 0, "best_loss": float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
+
+
+def record_epoch(state: dict, fold: int, lr: float, train_loss: float, val_loss: float, val_acc: float,
+                 val_probs: torch.Tensor, evaluated) -> None:
+    """Counts the epoch into the fold's history; keeps the evaluated model's weights and its validation
+    probabilities (the out-of-fold predictions, without a second pass) when its loss is the lowest yet."""
+    state["epoch"] += 1
+    state["history"].append({"fold": fold, "epoch": state["epoch"], "lr": lr, "train_loss": train_loss,
+                             "val_loss": val_loss, "val_accuracy": val_acc})
+    if val_loss < state["best_loss"]:
+        state.update(best_loss=val_loss, best_accuracy=val_acc, best_epoch=state["epoch"], bad_epochs=0,
+                     best_probs=val_probs.cpu(), best_state=weights_copy(evaluated))
+    else:
+        state["bad_epochs"] += 1
 
 
 def save_resume_point(path: Path, model, optimizer, scheduler, gen, state, ema=None, noise_gen=None) -> None:
@@ -192,7 +210,7 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
                                                     total_steps=steps * model_params.epochs)
     ema = weight_average(model, model_params.ema_decay)
     evaluated = model if ema is None else ema.module  # the model that is validated and kept
-    state = {"epoch": 0, "best_loss": float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
+    state = new_fold_state()
     if resume_path is not None and resume_path.is_file():
         saved = torch.load(resume_path, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["model"])
@@ -207,23 +225,15 @@ def train_fold(model_params: ModelParams, train: TrainParams, categories, x_trai
         state = saved["state"]
         if state["best_state"] == BEST_IS_EVALUATED:
             state["best_state"] = weights_copy(evaluated)
-    while more_epochs(state, model_params, train):
+    while more_epochs(state, model_params.epochs, train):
         lr = scheduler.get_last_lr()[0]
         train_loss = train_one_epoch(model, optimizer, scheduler, x_train, y_train, train, device, gen, ema,
                                      noise_gen, step_model)
         recalibrate_batchnorm(evaluated, x_train, train, device, train.seed + fold)
         val_loss, val_acc, val_probs = validate(evaluated, x_val, y_val, train.eval_batch_size, device)
-        state["epoch"] += 1
-        state["history"].append({"fold": fold, "epoch": state["epoch"], "lr": lr, "train_loss": train_loss,
-                                 "val_loss": val_loss, "val_accuracy": val_acc})
-        if val_loss < state["best_loss"]:
-            state.update(best_loss=val_loss, best_accuracy=val_acc, best_epoch=state["epoch"], bad_epochs=0,
-                         best_probs=val_probs.cpu(),  # the out-of-fold predictions, without a second pass
-                         best_state=weights_copy(evaluated))
-        else:
-            state["bad_epochs"] += 1
+        record_epoch(state, fold, lr, train_loss, val_loss, val_acc, val_probs, evaluated)
         # none after the last epoch: a finished fold's result goes to the caller
-        if resume_path is not None and more_epochs(state, model_params, train):
+        if resume_path is not None and more_epochs(state, model_params.epochs, train):
             save_resume_point(resume_path, model, optimizer, scheduler, gen, state, ema, noise_gen)
     evaluated.load_state_dict(state["best_state"])
     return evaluated.cpu(), state
