@@ -11,7 +11,7 @@ from fashionclf.core.params import ModelParams, TrainParams
 DEFAULT_TRAIN = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
 from fashionclf.learn.inference import to_pixels, to_tensor
 from fashionclf.learn.cv import grouped_folds
-from fashionclf.learn.train import train_fold
+from fashionclf.learn.train import new_fold_state, record_epoch, train_fold
 
 
 def toy_data(n_groups=30, variants=3, size=16, seed=0):
@@ -268,3 +268,18 @@ def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_val
     assert torch.allclose(probs, state["best_probs"], atol=1e-6)
     _, again = fit_head(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
     assert again["history"] == state["history"] and torch.equal(again["best_probs"], state["best_probs"])
+
+
+def kept_epoch(keep_epoch, epochs):
+    """The epoch record_epoch keeps from (val_loss, val_accuracy) pairs, and the early-stop count."""
+    state, model = new_fold_state(), torch.nn.Linear(2, 2)
+    for val_loss, val_acc in epochs:
+        record_epoch(state, 0, 0.001, 0.5, val_loss, val_acc, torch.zeros(3, 2), model, keep_epoch)
+    return state["best_epoch"], state["bad_epochs"]
+
+
+def test_a_fold_keeps_its_most_accurate_epoch_even_when_its_loss_rose():
+    # a moving average grows confident faster than accurate: the later epoch is better, its loss higher
+    epochs = [(0.20, 0.91), (0.25, 0.94), (0.24, 0.94), (0.30, 0.93)]
+    assert kept_epoch("val_accuracy", epochs) == (3, 1)  # tie on accuracy: the lower loss
+    assert kept_epoch("val_loss", epochs) == (1, 3)

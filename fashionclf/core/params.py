@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -126,6 +126,9 @@ class TrainParams(Section):
     batch_size: int = Field(ge=2)
     eval_batch_size: int = Field(ge=1)
     patience: int = Field(ge=1)
+    # the epoch each fold keeps, and the one early stopping waits to beat: val_accuracy (ties: the lower
+    # validation loss) or val_loss
+    keep_epoch: Literal["val_accuracy", "val_loss"]
     pct_start: float = Field(gt=0.0, lt=1.0)  # share of the one-cycle schedule spent warming up
     flip: Fraction                           # on-the-fly horizontal flip probability
     flip_tta: bool = False                   # the fold ensemble also predicts the mirrored image (2x inference)

@@ -107,5 +107,6 @@ def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: i
         probs = head_probabilities(evaluated, f_val, val_views).cpu()
         val_loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y_val).item()
         val_acc = (probs.argmax(1) == y_val).float().mean().item()
-        record_epoch(state, fold, lr_now, total / len(f_train), val_loss, val_acc, probs, evaluated)
+        record_epoch(state, fold, lr_now, total / len(f_train), val_loss, val_acc, probs, evaluated,
+                     train.keep_epoch)
     return state
