@@ -205,7 +205,8 @@ MESSAGES = {"greater_than_equal": "must be >= {ge:g}", "greater_than": "must be 
             "int_type": "must be an integer", "float_type": "must be a number", "bool_type": "must be true or false",
             "string_type": "must be a string", "string_too_short": "must be a non-empty string",
             "too_short": "must not be empty", "list_type": "must be a list", "dict_type": "must be a mapping",
-            "model_type": "must be a mapping", "tuple_type": "must be a list", "missing": "is missing"}
+            "model_type": "must be a mapping", "tuple_type": "must be a list", "missing": "is missing",
+            "literal_error": "must be one of {expected}"}
 
 
 def dotted(section: str, loc) -> str:
