@@ -12,11 +12,23 @@ import csv
 import statistics
 from pathlib import Path
 
-RULES = {
-    "val_loss": lambda acc, loss: min(range(len(loss)), key=lambda i: loss[i]),
-    "val_accuracy": lambda acc, loss: max(range(len(acc)), key=lambda i: (acc[i], -loss[i])),
-    "last": lambda acc, loss: len(acc) - 1,
-}
+from fashionclf.learn.train import improves, new_fold_state
+
+
+def kept_by(keep_epoch: str):
+    """The epoch train_fold keeps under train.keep_epoch, replayed on a fold's curves with its own rule."""
+    def pick(acc: list[float], loss: list[float]) -> int:
+        state, kept = new_fold_state(), 0
+        for epoch, (val_acc, val_loss) in enumerate(zip(acc, loss)):
+            if improves(state, val_loss, val_acc, keep_epoch):
+                state.update(best_loss=val_loss, best_accuracy=val_acc)
+                kept = epoch
+        return kept
+    return pick
+
+
+RULES = {"val_loss": kept_by("val_loss"), "val_accuracy": kept_by("val_accuracy"),
+         "last": lambda acc, loss: len(acc) - 1}
 
 
 def curve(path: Path) -> list[float]:
