@@ -11,9 +11,10 @@ committed run and the variants in reports/spread.json, which the gate's spread r
     python bench/seed_spread.py --models efficientnet_b0 --write reports/spread.json  # one recipe changed
 
 With --models, each clone reruns only those models' stages and the review queue (it follows the best
-model, which may be one of them), and --write replaces only their entries and the queue's in the
-spread file: the other models' runs are unchanged by a change to these models' recipes (same params,
-same code, same bytes), so their recorded values still stand.
+model, which may be one of them), and --write replaces only their entries in the spread file (and the
+queue's where every run's best model is one of them): the other models' runs are unchanged by a
+change to these models' recipes (same params, same code, same bytes), so their recorded values
+still stand.
 
 By default 7 variants: with the committed run, 8 runs (the gate's family-wise k needs their number).
 
@@ -93,6 +94,22 @@ def correct(repo: Path, kind: str, model: str) -> pd.Series:
     return table["actual"] == table["predicted"]
 
 
+def queue_rerun(root: Path, runs: dict[str, Path], models: list[str] | None) -> bool:
+    """Whether the review queue's spread is measured: always over every model; with --models, when
+    every run's best model is one of them (then the queue moved with them alone)."""
+    if not models:
+        return True
+    best = {name: json.loads((repo / "reports" / "best_model.json").read_text())["best_model"]
+            for name, repo in {"committed": root, **runs}.items()}
+    rerun = {name for name, model in best.items() if model in models}
+    if rerun and len(rerun) < len(best):
+        raise SystemExit(f"the best model is a rerun model in {sorted(rerun)} only ({best}): "
+                         "the review queue's spread needs every model rerun")
+    if not rerun:
+        print(f"the review queue follows {sorted(set(best.values()))}, not rerun: its spread stays as recorded")
+    return bool(rerun)
+
+
 def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path, partial: bool = False) -> None:
     """{metrics file: {key: {values, sd}}}: the standard deviation of each metric over the runs
     (ddof 1), keyed as `dvc metrics diff` names them, for the gate's spread rule. ``partial``: the
@@ -169,8 +186,9 @@ def main():
                         row[f"p {name}"] = mcnemar_exact(correct(root, kind, model), correct(repo, kind, model))["p_value"]
                 row["max |change|"] = max(abs(row[n] - base) for n in runs)
                 rows.append(row)
-        # the best model's review queue (with --models, the best of the rerun and the committed models)
-        for key in REVIEW_METRICS:
+        # the best model's review queue: its spread is measured only where each run's best model was rerun
+        # (with --models, a queue that follows a model that was not rerun keeps the file's entries)
+        for key in REVIEW_METRICS if queue_rerun(root, runs, args.models) else []:
             row = {"metric": f"review:{key}", "committed": value(root, "review", None, key)}
             row |= {name: value(repo, "review", None, key) for name, repo in runs.items()}
             row["max |change|"] = max(abs(row[n] - row["committed"]) for n in runs)
