@@ -110,7 +110,8 @@ def queue_rerun(root: Path, runs: dict[str, Path], models: list[str] | None) -> 
     return bool(rerun)
 
 
-def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path, partial: bool = False) -> None:
+def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path, measured: Path,
+                 partial: bool = False) -> None:
     """{metrics file: {key: {values, sd}}}: the standard deviation of each metric over the runs
     (ddof 1), keyed as `dvc metrics diff` names them, for the gate's spread rule. ``partial``: the
     table holds some models only; the file's other entries stay (its runs must be these runs)."""
@@ -124,8 +125,8 @@ def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path, p
         kind_model, key = row["metric"].split(":")
         metrics.setdefault(f"metrics/{kind_model}.json", {})[key] = {
             "values": [round(float(row[r]), 6) for r in runs], "sd": round(float(row["sd"]), 6)}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=measured, capture_output=True,
+                            text=True).stdout.strip()  # the clones' commit (with --no-run, maybe not HEAD's)
     models = sorted({m.split(":")[0].split("/")[-1] for m in table["metric"] if "/" in m})
     measured_at = (json.loads(path.read_text()).get("measured_at", {}) if partial else {}) | {m: commit for m in models}
     doc = {"commit": commit, "runs": len(runs), "variants": {r: VARIANTS.get(r, "the committed metrics") for r in runs},
@@ -158,6 +159,25 @@ def held_out_gates(table: pd.DataFrame, runs: list[str], root: Path) -> list[dic
                 failed.append(row["metric"])
         verdicts.append({"baseline": a, "rerun": b, "k": round(k, 3), "metrics": len(decisions), "failed": failed})
     return verdicts
+
+
+def spread_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A spread file's runs as the table held_out_gates reads: after a --models rerun, its models'
+    new runs beside the others' recorded ones."""
+    doc = json.loads(path.read_text())
+    runs = list(doc["variants"])
+    rows = [{"metric": f"{file.removeprefix('metrics/').removesuffix('.json')}:{key}",
+             **dict(zip(runs, entry["values"]))}
+            for file, keys in doc["metrics"].items() for key, entry in keys.items()]
+    return pd.DataFrame(rows), runs
+
+
+def print_held_out(table: pd.DataFrame, runs: list[str], root: Path) -> None:
+    held_out = held_out_gates(table, runs, root)
+    failing = [v for v in held_out if v["failed"]]
+    print(f"\nheld-out gates: {len(held_out) - len(failing)}/{len(held_out)} ordered pairs of runs pass on "
+          f"{held_out[0]['metrics']} decision metrics (sd of the other {len(runs) - 2} runs, "
+          f"k = {held_out[0]['k']}); failing: {[(v['baseline'], v['rerun'], v['failed']) for v in failing]}")
 
 
 def main():
@@ -197,13 +217,12 @@ def main():
         table["sd"] = table[["committed", *runs]].std(axis=1, ddof=1)
         print(table.to_markdown(index=False, floatfmt=".4f"))
         if args.write:
-            write_spread(Path(args.write), table, ["committed", *runs], root, partial=bool(args.models))
-        if not args.models and len(runs) >= 4:  # the other runs of a pair must give an sd (3 at least)
-            held_out = held_out_gates(table, ["committed", *runs], root)
-            failing = [v for v in held_out if v["failed"]]
-            print(f"\nheld-out gates: {len(held_out) - len(failing)}/{len(held_out)} ordered pairs of runs pass on "
-                  f"{held_out[0]['metrics']} decision metrics (sd of the other {len(runs) - 1} runs, "
-                  f"k = {held_out[0]['k']}); failing: {[(v['baseline'], v['rerun'], v['failed']) for v in failing]}")
+            write_spread(Path(args.write), table, ["committed", *runs], root, next(iter(runs.values())),
+                         partial=bool(args.models))
+        # with --write, from the file: after --models, the rerun models' runs beside the others' recorded ones
+        held = spread_table(Path(args.write)) if args.write else None if args.models else (table, ["committed", *runs])
+        if held and len(held[1]) >= 5:  # the other runs of a pair must give an sd (3 at least)
+            print_held_out(*held, root)
         print("\nlargest change per metric kind (absolute; losses also as % of the committed value):")
         for kind, key in METRICS:
             part = table[table["metric"].str.startswith(f"{kind}/") & table["metric"].str.endswith(f":{key}")]
