@@ -219,8 +219,11 @@ def main():
         if args.write:
             write_spread(Path(args.write), table, ["committed", *runs], root, next(iter(runs.values())),
                          partial=bool(args.models))
-        # with --write, from the file: after --models, the rerun models' runs beside the others' recorded ones
-        held = spread_table(Path(args.write)) if args.write else None if args.models else (table, ["committed", *runs])
+        # the held-out gates need every model: with --models, from the file written (the rerun models'
+        # runs beside the others' recorded ones)
+        held = None if args.models else (table, ["committed", *runs])
+        if args.write:
+            held = spread_table(Path(args.write))
         if held and len(held[1]) >= 5:  # the other runs of a pair must give an sd (3 at least)
             print_held_out(*held, root)
         print("\nlargest change per metric kind (absolute; losses also as % of the committed value):")
