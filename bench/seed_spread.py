@@ -38,6 +38,7 @@ from fashionclf.ci.gate import family_k, load_gate_config
 from fashionclf.ci.platform import fingerprint
 from fashionclf.core.preset import set_dotted
 from fashionclf.core.stats import mcnemar_exact
+from fashionclf.learn.checkpoint import best_model_name
 
 # another float order: 2 threads per fold, one fold at a time (2 workers x 2 threads on 2 cores
 # oversubscribe them), and 1 evaluation thread instead of 2, as another CPU sums in another order
@@ -99,7 +100,7 @@ def queue_rerun(root: Path, runs: dict[str, Path], models: list[str] | None) -> 
     every run's best model is one of them (then the queue moved with them alone)."""
     if not models:
         return True
-    best = {name: json.loads((repo / "reports" / "best_model.json").read_text())["best_model"]
+    best = {name: best_model_name(repo / "reports" / "best_model.json")
             for name, repo in {"committed": root, **runs}.items()}
     rerun = {name for name, model in best.items() if model in models}
     if rerun and len(rerun) < len(best):
@@ -115,12 +116,10 @@ def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path, m
     """{metrics file: {key: {values, sd}}}: the standard deviation of each metric over the runs
     (ddof 1), keyed as `dvc metrics diff` names them, for the gate's spread rule. ``partial``: the
     table holds some models only; the file's other entries stay (its runs must be these runs)."""
-    metrics = {}
-    if partial:
-        old = json.loads(path.read_text())
-        if set(old["variants"]) != set(runs):
-            raise SystemExit(f"{path} has the runs {list(old['variants'])}, not {runs}: rerun every model")
-        metrics = old["metrics"]
+    old = json.loads(path.read_text()) if partial else {"metrics": {}, "measured_at": {}}
+    if partial and set(old["variants"]) != set(runs):
+        raise SystemExit(f"{path} has the runs {list(old['variants'])}, not {runs}: rerun every model")
+    metrics = old["metrics"]
     for row in table.to_dict("records"):
         kind_model, key = row["metric"].split(":")
         metrics.setdefault(f"metrics/{kind_model}.json", {})[key] = {
@@ -128,7 +127,7 @@ def write_spread(path: Path, table: pd.DataFrame, runs: list[str], root: Path, m
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=measured, capture_output=True,
                             text=True).stdout.strip()  # the clones' commit (with --no-run, maybe not HEAD's)
     models = sorted({m.split(":")[0].split("/")[-1] for m in table["metric"] if "/" in m})
-    measured_at = (json.loads(path.read_text()).get("measured_at", {}) if partial else {}) | {m: commit for m in models}
+    measured_at = old.get("measured_at", {}) | {m: commit for m in models}
     doc = {"commit": commit, "runs": len(runs), "variants": {r: VARIANTS.get(r, "the committed metrics") for r in runs},
            "measured_at": measured_at, "platform": fingerprint(root / "params.yaml"), "metrics": metrics}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
