@@ -78,11 +78,12 @@ def main():
     canvas = params.load("clean").canvas_size
     balance = json.loads(Path("metrics/balance.json").read_text())
     trainval, test = sum(balance["trainval"].values()), sum(balance["test"].values())
+    calibration = sum(balance.get("calibration", {}).values())  # test_clean predicts it too
     classes = len(balance["test"])
     curve = len(set(noise.sigmas) - {0.0, noise.sigma})
     curve_images = min(test, noise.curve_max_images or test)
     workers = min(train.fold_workers, train.folds)
-    print(f"{trainval} train/val and {test} test images, {train.folds} folds on {workers} workers x "
+    print(f"{trainval} train/val, {test} test and {calibration} calibration images, {train.folds} folds on {workers} workers x "
           f"{train.threads} thread(s), evaluation on {evaluate.threads} thread(s), {torch.__version__}")
     print("| model | epochs run | trained images | train img/s | forward images (folds / test) | bare s |")
     print("|---|---|---|---|---|---|")
@@ -93,7 +94,7 @@ def main():
         val = trainval / train.folds
         trained = sum(e * (trainval - val) for e in epochs)
         fold_forward = sum(e * (val + BN_IMAGES) for e in epochs)
-        test_forward = train.folds * (test * (1 + (noise.sigma > 0)) + curve * curve_images)
+        test_forward = train.folds * (test * (1 + (noise.sigma > 0)) + calibration + curve * curve_images)
         train_rate, fold_rate, test_rate = bare_rates(name, model_params.image_size, canvas, train, evaluate, classes)
         seconds = (trained / train_rate + fold_forward / fold_rate) / workers + test_forward / test_rate
         bare_total += seconds
