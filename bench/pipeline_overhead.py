@@ -83,8 +83,9 @@ def main():
     curve = len(set(noise.sigmas) - {0.0, noise.sigma})
     curve_images = min(test, noise.curve_max_images or test)
     workers = min(train.fold_workers, train.folds)
-    print(f"{trainval} train/val, {test} test and {calibration} calibration images, {train.folds} folds on {workers} workers x "
-          f"{train.threads} thread(s), evaluation on {evaluate.threads} thread(s), {torch.__version__}")
+    print(f"{trainval} train/val, {test} test and {calibration} calibration images, {train.folds} folds on "
+          f"{workers} workers x {train.threads} thread(s), evaluation on {evaluate.threads} thread(s), "
+          f"{torch.__version__}")
     print("| model | epochs run | trained images | train img/s | forward images (folds / test) | bare s |")
     print("|---|---|---|---|---|---|")
     bare_total = 0.0
