@@ -3,13 +3,14 @@
 Reads what the last `dvc repro` trained and evaluated (params.yaml; per fold, the epochs it ran from
 metrics/cv/*.json; the train/val and test image counts from metrics/balance.json), times the bare
 forward+backward+step and the bare forward pass of each model for that many images on this
-machine, at the pipeline's batch sizes, thread counts and fold workers, and divides the pipeline's
-wall time by that. The rest is overhead: process start-up, imports, data loading, DVC.
+machine, at the pipeline's batch sizes, thread counts and fold workers (the fold processes timed side
+by side, in deterministic mode, as cv_train runs them), and divides the pipeline's wall time by that. The rest is overhead: process start-up, imports, data loading, DVC.
 
     python bench/pipeline_overhead.py --wall 1184     # seconds a `dvc repro --force` took here
     python bench/pipeline_overhead.py --run           # time `dvc repro --force` itself first
 """
 import argparse
+import copy
 import json
 import subprocess
 import time
@@ -19,11 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from fashionclf.core import params
+from fashionclf.learn.folds import worker_context
 from fashionclf.learn.inference import set_threads
 from fashionclf.learn.models import build_model, fuse_batchnorm
-from fashionclf.learn.train import make_optimizer
+from fashionclf.learn.train import deterministic_kernels, make_optimizer
 
 BN_IMAGES = 256  # recalibrate_batchnorm's forward passes per epoch
+FOLD_START_DELAY_S = 5.0  # the fold processes build their models, then time together
 
 
 def rate(step, images_per_step: int, min_seconds: float = 2.0) -> float:
@@ -36,8 +39,9 @@ def rate(step, images_per_step: int, min_seconds: float = 2.0) -> float:
     return done * images_per_step / elapsed
 
 
-def bare_rates(name: str, image_size: int, canvas: int, train, evaluate, classes: int) -> tuple[float, float, float]:
-    """(train img/s at train.threads, forward img/s at train.threads, forward img/s at evaluate.threads)."""
+def workloads(name: str, image_size: int, canvas: int, train, evaluate, classes: int):
+    """(training step, fused forward pass, forward batch size) of ``name`` on random data, as the
+    stages run it: channels-last, fused Adam, the canvas in and the model's own resize."""
     torch.manual_seed(0)
     model = build_model(name, classes, False, image_size).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, 1e-3)
@@ -45,22 +49,45 @@ def bare_rates(name: str, image_size: int, canvas: int, train, evaluate, classes
     y = torch.randint(0, classes, (train.batch_size,))
 
     def train_step():
+        model.train()
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    set_threads(train.threads)
-    model.train()
-    train_rate = rate(train_step, train.batch_size)
-    fused = fuse_batchnorm(model.eval())
+    fused = fuse_batchnorm(copy.deepcopy(model).eval())
     xe = torch.rand(evaluate.batch_size, 3, canvas, canvas).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        forward = lambda: fused(xe)
-        fold_forward = rate(forward, evaluate.batch_size)
-        set_threads(evaluate.threads)
-        test_forward = rate(forward, evaluate.batch_size)
-    return train_rate, fold_forward, test_forward
+
+    @torch.inference_mode()
+    def forward():
+        fused(xe)
+
+    return train_step, forward, evaluate.batch_size
+
+
+def fold_process_rates(task) -> tuple[float, float]:
+    """In one of the fold workers, started together: (train img/s, forward img/s) at train.threads, in
+    deterministic mode, as a fold trains beside the others."""
+    name, image_size, canvas, train, evaluate, classes, start_at = task
+    set_threads(train.threads)
+    deterministic_kernels()
+    train_step, forward, eval_batch = workloads(name, image_size, canvas, train, evaluate, classes)
+    time.sleep(max(0.0, start_at - time.time()))
+    return rate(train_step, train.batch_size), rate(forward, eval_batch)
+
+
+def bare_rates(name: str, image_size: int, canvas: int, train, evaluate, classes: int,
+               workers: int) -> tuple[float, float, float]:
+    """(train img/s, forward img/s) per fold process, with ``workers`` of them at once (two folds on
+    2 cores share caches and memory bandwidth: that is compute, not the pipeline's overhead), and
+    forward img/s at evaluate.threads in one process, as the test stages run."""
+    task = (name, image_size, canvas, train, evaluate, classes, time.time() + FOLD_START_DELAY_S)
+    with worker_context().Pool(workers) as pool:
+        per_process = pool.map(fold_process_rates, [task] * workers, chunksize=1)
+    train_rate, fold_forward = (sum(r[i] for r in per_process) / workers for i in (0, 1))
+    set_threads(evaluate.threads)
+    _, forward, eval_batch = workloads(name, image_size, canvas, train, evaluate, classes)
+    return train_rate, fold_forward, rate(forward, eval_batch)
 
 
 def main():
@@ -96,7 +123,8 @@ def main():
         trained = sum(e * (trainval - val) for e in epochs)
         fold_forward = sum(e * (val + BN_IMAGES) for e in epochs)
         test_forward = train.folds * (test * (1 + (noise.sigma > 0)) + calibration + curve * curve_images)
-        train_rate, fold_rate, test_rate = bare_rates(name, model_params.image_size, canvas, train, evaluate, classes)
+        train_rate, fold_rate, test_rate = bare_rates(name, model_params.image_size, canvas, train, evaluate,
+                                                      classes, workers)
         seconds = (trained / train_rate + fold_forward / fold_rate) / workers + test_forward / test_rate
         bare_total += seconds
         print(f"| {name} | {sum(epochs)} | {trained:.0f} | {train_rate:.0f} | {fold_forward:.0f} / {test_forward:.0f} "
