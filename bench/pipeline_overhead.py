@@ -4,7 +4,8 @@ Reads what the last `dvc repro` trained and evaluated (params.yaml; per fold, th
 metrics/cv/*.json; the train/val and test image counts from metrics/balance.json), times the bare
 forward+backward+step and the bare forward pass of each model for that many images on this
 machine, at the pipeline's batch sizes, thread counts and fold workers (the fold processes timed side
-by side, in deterministic mode, as cv_train runs them), and divides the pipeline's wall time by that. The rest is overhead: process start-up, imports, data loading, DVC.
+by side, in deterministic mode, as cv_train runs them), and divides the pipeline's wall time by that.
+The rest is overhead: process start-up, imports, data loading, DVC.
 
     python bench/pipeline_overhead.py --wall 1184     # seconds a `dvc repro --force` took here
     python bench/pipeline_overhead.py --run           # time `dvc repro --force` itself first
