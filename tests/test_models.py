@@ -59,6 +59,34 @@ def test_batchnorm_fusion_keeps_the_outputs_and_removes_batchnorm(name):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
 
 
+@pytest.mark.parametrize("name", M.LITE_MODELS)
+def test_lean_lite_networks_compute_the_packages_bits(name):
+    """lean_lite_network moves every symmetric "same" padding into its convolution and makes ReLU6
+    work in place: the package's own network, given the same weights, computes the same bits."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    torch.manual_seed(0)
+    ours = M.build_network(name, 3, pretrained=True)
+    package = EfficientNet.from_name(name.replace("_", "-"), num_classes=3, batch_norm_momentum=0.9)
+    package.load_state_dict(ours.state_dict())
+    convs = [m for m in ours.modules() if isinstance(m, Conv2dStaticSamePadding)]
+    padded = [m for m in convs if isinstance(m.static_padding, torch.nn.ZeroPad2d)]
+    assert padded and all(m.stride[0] == 2 for m in padded)  # only the asymmetric, stride-2 ones keep theirs
+    assert sum(m.padding != (0, 0) for m in convs) == len(convs) - len(padded) - sum(m.kernel_size == (1, 1)
+                                                                                      for m in convs)
+    assert all(m.inplace for m in ours.modules() if isinstance(m, torch.nn.ReLU6))
+    for size in (48, 64):
+        x = torch.rand(4, 3, size, size).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            assert torch.equal(ours.eval()(x), package.eval()(x))
+            outputs = []
+            for net in (ours, package):
+                torch.manual_seed(1)  # the same dropout
+                outputs.append(net.train()(x))
+            assert torch.equal(*outputs)
+
+
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_a_model_built_for_weights_is_the_trained_model_once_loaded(name):
     torch.manual_seed(0)
