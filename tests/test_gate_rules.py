@@ -182,3 +182,14 @@ def test_non_decision_metrics_are_reported_not_judged():
     assert not row["verdict"].startswith("REGRESSION")
     assert gate.judged_by_spread({"metrics/cv/resnet18.json": {"oof.accuracy": (0.97, 0.9)},
                                   PATH: {"accuracy": (0.97, 0.96)}}, [rule, *RULES], SPREAD, Trained(False)) == 1
+
+
+def test_the_gate_names_no_k_where_no_model_was_retrained():
+    """Byte-identical rebuilds are judged by the paired rule only: no metric needs the spread's k,
+    which stays unset (NaN), and the header says so instead of printing it."""
+    spread = gate.Spread({PATH: {"accuracy": 0.004}}, k=math.nan, source="reports/spread.json (8 runs)")
+    header = gate.render([], "HEAD", spread=spread).splitlines()[0]
+    assert "nan" not in header.lower() and "no model was retrained" in header
+    judged = gate.render([], "HEAD", spread=gate.Spread({PATH: {"accuracy": 0.004}}, k=3.5, source="s"),
+                         spread_note="0.05 over 27 decision metrics").splitlines()[0]
+    assert "beyond 3.5 x sqrt(2)" in judged and "0.05 over 27 decision metrics" in judged

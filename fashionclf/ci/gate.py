@@ -235,12 +235,17 @@ def render(rows: list[dict], against: str, show_all: bool = False, spread: Sprea
                          "-" if r["change"] is None else f"{r['change']:+.4f}", r["rule"] or "-", r["allowed"] or "-",
                          "-" if r["p"] is None else f"{r['p']:.3g}", r["verdict"]) for r in shown]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    k = f"{spread.k:.3g}" if spread else "k"
+    judging = spread is not None and not math.isnan(spread.k)  # k is set only where a metric needs it
+    k = f"{spread.k:.3g}" if judging else "k"
+    if spread is None:
+        source = " (no spread file)"
+    elif judging:
+        source = f" (sd from {spread.source}; k holds the family-wise false-alarm rate at {spread_note})"
+    else:
+        source = f" (sd from {spread.source}; no model was retrained, so no metric is judged by it)"
     lines = [f"metrics gate against {against}. Rules: paired = same trained models, a drop beyond the slack fails "
              f"if significant on the paired predictions (p < {SIGNIFICANCE}); spread = retrained models, a drop "
-             f"of a decision metric beyond {k} x sqrt(2) x the measured run-to-run sd fails"
-             + (f" (sd from {spread.source}; k holds the family-wise false-alarm rate at {spread_note})"
-                if spread else " (no spread file)")
+             f"of a decision metric beyond {k} x sqrt(2) x the measured run-to-run sd fails" + source
              + "; reported = retrained, not a decision metric: shown against the same allowance, never fails"
              + "; slack = neither applies, the slack decides"]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
