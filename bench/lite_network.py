@@ -7,7 +7,7 @@ ReLU6 in place), back to back.
 Per model and input size, on canonical 28 px images (or the size itself above 64 px, as init's
 128 px canvas): a training step (batch 32, 1 thread, channels-last, fused Adam, deterministic kernels
 without the memory fill, as a fold process runs it) and the 5-fold ensemble's inference (batch 256, evaluate.threads, BatchNorm
-fused, as the test stages run it). Prints each median time, the ratio package / native (> 1: the
+fused, as the test stages run it). Prints each median time, the ratio package / lean (> 1: the
 lean network is faster) and whether the two give the same bits after 6 training steps and in
 inference.
 """
@@ -43,11 +43,11 @@ def package_network(net: nn.Module) -> nn.Module:
 def both(model: nn.Module) -> dict[str, nn.Module]:
     package = copy.deepcopy(model)
     package.net = package_network(package.net)
-    return {"package": package, "native": model}
+    return {"package": package, "lean": model}
 
 
 def back_to_back(runs: dict, repeats: int) -> tuple[dict, float]:
-    """Median ms of each run, and the median ratio package / native over back-to-back pairs, so that
+    """Median ms of each run, and the median ratio package / lean over back-to-back pairs, so that
     a shared machine's drift cancels."""
     times = {kind: [] for kind in runs}
     for run in runs.values():
@@ -57,7 +57,7 @@ def back_to_back(runs: dict, repeats: int) -> tuple[dict, float]:
             start = time.perf_counter()
             run()
             times[kind].append((time.perf_counter() - start) * 1000)
-    ratio = statistics.median(p / n for p, n in zip(times["package"], times["native"]))
+    ratio = statistics.median(p / n for p, n in zip(times["package"], times["lean"]))
     return {kind: statistics.median(t) for kind, t in times.items()}, ratio
 
 
@@ -91,7 +91,7 @@ def training(name: str, size: int, canvas: int, repeats: int) -> tuple[dict, flo
         for _ in range(6):
             step()
         states[kind] = model.state_dict()
-    same = all(torch.equal(v, states["package"][k]) for k, v in states["native"].items())
+    same = all(torch.equal(v, states["package"][k]) for k, v in states["lean"].items())
     return times, ratio, same
 
 
@@ -106,10 +106,10 @@ def inference(name: str, size: int, canvas: int, repeats: int, threads: int) -> 
         models = [fuse_batchnorm(fold[kind]).to(memory_format=torch.channels_last) for fold in folds]
         return lambda: torch.stack([torch.softmax(m(x), dim=1) for m in models]).mean(0)
 
-    runs = {kind: ensemble(kind) for kind in ("package", "native")}
+    runs = {kind: ensemble(kind) for kind in ("package", "lean")}
     with torch.inference_mode():
         times, ratio = back_to_back(runs, repeats)
-        same = torch.equal(runs["package"](), runs["native"]())
+        same = torch.equal(runs["package"](), runs["lean"]())
     return times, ratio, same
 
 
@@ -127,8 +127,8 @@ def main():
             canvas = 28 if size <= 64 else size
             train_ms, train_ratio, train_same = training(name, size, canvas, args.repeats)
             infer_ms, infer_ratio, infer_same = inference(name, size, canvas, args.repeats, threads)
-            print(f"| {name} | {size} | {train_ms['package']:.0f} / {train_ms['native']:.0f} | {train_ratio:.2f} | "
-                  f"{train_same} | {infer_ms['package']:.0f} / {infer_ms['native']:.0f} | {infer_ratio:.2f} | "
+            print(f"| {name} | {size} | {train_ms['package']:.0f} / {train_ms['lean']:.0f} | {train_ratio:.2f} | "
+                  f"{train_same} | {infer_ms['package']:.0f} / {infer_ms['lean']:.0f} | {infer_ratio:.2f} | "
                   f"{infer_same} |", flush=True)
 
 
