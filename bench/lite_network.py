@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from fashionclf.core import params
-from fashionclf.learn.inference import set_threads
-from fashionclf.learn.models import build_model, fuse_batchnorm
+from fashionclf.learn.checkpoint import FoldCheckpoint
+from fashionclf.learn.inference import Ensemble, set_threads
+from fashionclf.learn.models import build_model
 from fashionclf.learn.train import deterministic_kernels, make_optimizer
 
 
@@ -98,15 +99,15 @@ def training(name: str, size: int, canvas: int, repeats: int) -> tuple[dict, flo
 def inference(name: str, size: int, canvas: int, repeats: int, threads: int) -> tuple[dict, float, bool]:
     set_threads(threads)
     torch.manual_seed(0)
-    folds = [both(build_model(name, 3, True, size).eval()) for _ in range(5)]
+    folds = [FoldCheckpoint(name, build_model(name, 3, True, size).state_dict(), ["a", "b", "c"],
+                            {"image_size": size}, {}, fold, 0, 0.0) for fold in range(5)]
+    lean = Ensemble(folds)  # the test stages' runner: fused fold models, the mean softmax
+    package = copy.deepcopy(lean)
+    for model in package.models:
+        package_network(model.net)
     x = torch.rand(256, 3, canvas, canvas, generator=torch.Generator().manual_seed(2))
     x = x.contiguous(memory_format=torch.channels_last)
-
-    def ensemble(kind):  # as learn/inference.Ensemble: the mean softmax of the fused fold models
-        models = [fuse_batchnorm(fold[kind]).to(memory_format=torch.channels_last) for fold in folds]
-        return lambda: torch.stack([torch.softmax(m(x), dim=1) for m in models]).mean(0)
-
-    runs = {kind: ensemble(kind) for kind in ("package", "lean")}
+    runs = {"package": lambda: package(x), "lean": lambda: lean(x)}
     with torch.inference_mode():
         times, ratio = back_to_back(runs, repeats)
         same = torch.equal(runs["package"](), runs["lean"]())

@@ -76,7 +76,7 @@ def main():
     curve = len(set(noise.sigmas) - {0.0, noise.sigma})
     curve_images = min(test, noise.curve_max_images or test)
     workers = min(train.fold_workers, train.folds)
-    schedule = Schedule.of(yaml.safe_load(Path("params.yaml").read_text()), train.folds)
+    schedule = Schedule.of(yaml.safe_load(params.PARAMS_FILE.read_text()), train.folds)
     print(f"{trainval} train/val, {test} test and {calibration} calibration images, {train.folds} folds on "
           f"{workers} workers x {train.threads} thread(s), evaluation on {evaluate.threads} thread(s), "
           f"{torch.__version__}")
