@@ -22,7 +22,7 @@ import torch
 from fashionclf.core import params
 from fashionclf.report.evaluation import add_noise
 from fashionclf.learn.inference import pick_device, set_threads, to_tensor
-from fashionclf.learn.timing import REFERENCE_SPEED, reference_speed
+from fashionclf.learn.timing import REFERENCE_SPEED, reference_reader
 from fashionclf.core.stats import wilson_interval
 from fashionclf.core.store import load_imageset
 from fashionclf.learn.train import train_fold, validate
@@ -62,7 +62,8 @@ def main():
     args = parser.parse_args()
     set_threads(train.threads)
     device = pick_device(train.device)
-    speed = reference_speed()
+    with reference_reader() as read:
+        speed = read(2.0)
     images, manifest = load_imageset(args.data)
     test_images, test_manifest = load_imageset(args.test)
     categories = sorted(manifest["category"].unique())
@@ -93,7 +94,8 @@ def main():
                   f"{seconds * train.folds * speed / REFERENCE_SPEED:.0f} | {accuracy_cell(correct)} | "
                   f"{100 * (noisy.argmax(1) == y_test).float().mean():.2f} | "
                   f"{f'{100 * gap:.2f} pt' if gap else 'met'} |", flush=True)
-    print(f"reference speed after: {reference_speed():.0f} img/s")
+    with reference_reader() as read:
+        print(f"reference speed after: {read(2.0):.0f} img/s")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ pipeline against its own bare compute instead.
     python bench/ref_speed.py [--seconds 15]     # prints e.g. 314
 """
 import argparse
+import os
 
-from fashionclf.learn.timing import reference_speed  # the workload, defined once: init reads it too
+os.environ["FASHIONCLF_SYSTEM_MALLOC"] = "1"  # the yardstick as a plain process runs it (core/memory.py)
+from fashionclf.learn.timing import reference_speed  # noqa: E402  (the workload, defined once: init reads it too)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -180,3 +180,62 @@ def test_the_shift_check_warns_on_a_shifted_batch_only():
     assert check.warning(darker, rng.uniform(0.6, 1.0, 500)).startswith("warning: 500 of 500 images")
     unsure = check.warning(alike, rng.uniform(0.5, 0.7, 500))
     assert "lowest confidences" in unsure and "brightness" not in unsure
+
+
+def head_folds(folder, folds=3, canvas=32, differ_in=None):
+    """Fold checkpoints of efficientnet_lite0_head as learn/head.py writes them: the shipped backbone
+    and a classifier of each fold's own (``differ_in``: one fold whose backbone was changed too)."""
+    import torch
+    from fashionclf.learn.checkpoint import FoldCheckpoint
+    from fashionclf.learn.cv import preprocessing_of
+    from fashionclf.core.params import ModelParams
+    from fashionclf.learn.models import build_model
+    folder.mkdir()
+    params = ModelParams(name="efficientnet_lite0_head", image_size=canvas, epochs=1, lr=0.001, ema_decay=0.0)
+    model = build_model(params.name, 3, pretrained=True, image_size=canvas)
+    for k in range(folds):
+        state = {key: value.clone() for key, value in model.state_dict().items()}
+        gen = torch.Generator().manual_seed(k)
+        state["net._fc.weight"] = torch.randn(state["net._fc.weight"].shape, generator=gen) * 0.05
+        if k == differ_in:
+            state["net._conv_head.weight"] += 1e-3
+        FoldCheckpoint(params.name, state, ["bags", "clothing", "shoes"],
+                       preprocessing_of(params, np.zeros((1, canvas, canvas, 3))), {}, k, 1, 0.5).save(
+            folder / f"fold{k}.pt")
+    return folder
+
+
+def test_frozen_head_folds_share_one_backbone_pass_with_the_same_probabilities(tmp_path):
+    """A frozen-feature head's folds differ only in their classifier: the ensemble runs the backbone
+    once per image (and per flipped view) and gives the bits that every fold model run alone gives;
+    folds whose backbones differ run one by one. The export computes the same."""
+    import torch
+    from fashionclf.learn.checkpoint import load_folds
+    from fashionclf.learn.inference import Ensemble
+    from fashionclf.learn.onnx_runner import OnnxEnsemble
+    from fashionclf.serve.export import export_onnx
+
+    def fold_by_fold(checkpoints, x, flip_tta):
+        singles = [Ensemble([ckpt]) for ckpt in checkpoints]  # one fold each: nothing to share
+        views = [x, x.flip(-1)] if flip_tta else [x]
+        with torch.no_grad():
+            return torch.stack([torch.softmax(single.models[0](view).float(), dim=1)
+                                for single in singles for view in views]).mean(0)
+
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for differ_in in (None, 1):
+        folder = head_folds(tmp_path / f"differ_{differ_in}", differ_in=differ_in)
+        checkpoints = load_folds(folder)
+        ensemble = Ensemble(checkpoints)
+        assert ensemble.shared == (differ_in is None) and ensemble.folds == 3
+        assert len(ensemble.models) == (1 if differ_in is None else 3)
+        for flip_tta in (False, True):
+            ensemble.flip_tta = flip_tta
+            with torch.no_grad():
+                assert torch.equal(ensemble(x), fold_by_fold(checkpoints, x, flip_tta))
+    shared = tmp_path / "differ_None"
+    labels = export_onnx(shared, tmp_path / "export")
+    assert labels["folds"] == 3
+    with torch.no_grad():
+        expected = Ensemble.load(shared, fused=False)(x).numpy()
+    assert np.abs(OnnxEnsemble(tmp_path / "export" / "model.onnx")(x) - expected).max() < 1e-5

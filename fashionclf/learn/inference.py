@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import ParamError
+from ..core.registry import HEAD_MODELS
 from .checkpoint import FoldCheckpoint, load_folds
 from .models import build_for_weights, fuse_batchnorm
 
@@ -78,6 +79,28 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int, device: to
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
+CLASSIFIER = "net._fc."  # a frozen-feature head's classifier, the only weights its folds fit
+
+
+def shares_backbone(checkpoints: list[FoldCheckpoint]) -> bool:
+    """Whether the folds are frozen-feature heads whose weights differ only in the classifier (as
+    learn/head.py fits them): then one backbone pass serves every fold, a ``folds``-th of the cost."""
+    if len(checkpoints) < 2 or checkpoints[0].model_name not in HEAD_MODELS:
+        return False
+    first = checkpoints[0].state_dict
+    return all(ckpt.state_dict.keys() == first.keys()
+               and all(torch.equal(value, first[key]) for key, value in ckpt.state_dict.items()
+                       if not key.startswith(CLASSIFIER))
+               for ckpt in checkpoints[1:])
+
+
+def fold_classifier(checkpoint: FoldCheckpoint, architecture: nn.Module) -> nn.Module:
+    classifier = copy.deepcopy(architecture.net._fc)
+    classifier.load_state_dict({key.removeprefix(CLASSIFIER): value for key, value in checkpoint.state_dict.items()
+                                if key.startswith(CLASSIFIER)})
+    return classifier.eval()
+
+
 class Ensemble(nn.Module):
     """The fold models of one trained model: [N, 3, canvas, canvas] floats in [0, 1] -> the mean
     softmax. Each fold model resizes and normalises its input itself, so this module is all a
@@ -88,7 +111,11 @@ class Ensemble(nn.Module):
 
     ``flip_tta`` (the checkpoint's preprocessing, from train.flip_tta): every fold model also sees
     the mirrored image, and the mean is over both; twice the inference, for the test stages, predict
-    and the export alike, so the review threshold is chosen on what serving computes."""
+    and the export alike, so the review threshold is chosen on what serving computes.
+
+    Frozen-feature heads (learn/head.py) are fold models that share their backbone bit for bit: it
+    runs once per image and each fold's classifier reads its features (``shared``), the same
+    probabilities as running every fold model, for a ``folds``-th of the backbone's work."""
 
     def __init__(self, checkpoints: list[FoldCheckpoint], fused: bool = True):
         super().__init__()
@@ -98,14 +125,21 @@ class Ensemble(nn.Module):
         self.name = first.model_name
         self.categories = list(first.categories)
         self.preprocessing = dict(first.preprocessing)
+        self.folds = len(checkpoints)
         architecture = build_for_weights(self.name, len(self.categories), self.preprocessing["image_size"])
+        shared = shares_backbone(checkpoints)
         models = []
-        for ckpt in checkpoints:
+        for ckpt in checkpoints[:1] if shared else checkpoints:
             model = copy.deepcopy(architecture)  # 4x faster than another random initialisation (resnet50)
             model.load_state_dict(ckpt.state_dict)
             model = fuse_batchnorm(model.eval()) if fused else model.eval()
             models.append(model.to(memory_format=torch.channels_last))
         self.models = nn.ModuleList(models)
+        # frozen-feature heads: the backbone once, and each fold's classifier on its features
+        self.classifiers = nn.ModuleList([fold_classifier(ckpt, architecture) for ckpt in checkpoints]
+                                         if shared else [])
+        if shared:
+            models[0].net._fc = nn.Identity()
         self.flip_tta = bool(self.preprocessing.get("flip_tta", False))
         self.eval()
 
@@ -113,8 +147,17 @@ class Ensemble(nn.Module):
     def load(cls, model_dir: Path | str, fused: bool = True) -> "Ensemble":
         return cls(load_folds(model_dir), fused)
 
+    @property
+    def shared(self) -> bool:
+        """Whether the folds share one backbone (frozen-feature heads), run once per image."""
+        return len(self.classifiers) > 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         views = [x, x.flip(-1)] if self.flip_tta else [x]
+        if self.shared:  # the same outputs, in the same order, as running every fold model
+            features = [self.models[0](view) for view in views]
+            return torch.stack([torch.softmax(classifier(f).float(), dim=1)
+                                for classifier in self.classifiers for f in features]).mean(0)
         return torch.stack([torch.softmax(model(view).float(), dim=1)
                             for model in self.models for view in views]).mean(0)
 

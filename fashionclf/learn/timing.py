@@ -4,11 +4,14 @@ fold processes side by side, the short last round's fold alone, and the test sta
 with them (serve/init.py); bench/ref_speed.py prints the reference reading."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import statistics
 import time
 from dataclasses import dataclass
 
+from ..core.memory import SYSTEM_MALLOC
 from ..core.params import parse
 
 REFERENCE_SPEED = 250        # img/s at which time budgets are stated
@@ -174,14 +177,14 @@ def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: f
     from .folds import start_worker, worker_context
 
     loads = {key: Workload.of(*key, classes) for key in candidates}
-    speeds, products = [reference_speed(window)], {key: [] for key in candidates}
+    with reference_reader() as read, worker_context().Pool(schedule.workers, start_worker) as pool:
+        speeds, products = [read(window)], {key: [] for key in candidates}
 
-    def paired(values):  # the values against the reading before them and one now after them
-        speeds.append(reference_speed(window))
-        around = (speeds[-2] + speeds[-1]) / 2
-        return [v * around for v in values]
+        def paired(values):  # the values against the reading before them and one now after them
+            speeds.append(read(window))
+            around = (speeds[-2] + speeds[-1]) / 2
+            return [v * around for v in values]
 
-    with worker_context().Pool(schedule.workers, start_worker) as pool:
         for _ in range(rounds):
             for k, (key, load) in enumerate(loads.items()):
                 task = (key, classes, schedule.threads, window, time.time() + FOLD_START_DELAY_S)
@@ -197,9 +200,28 @@ def timed_rounds(candidates, classes, schedule: Schedule, rounds: int, window: f
     return Measured(speed, {key: Costs(tuple(m[0:2]), tuple(m[2:4]), m[4]) for key, m in zip(products, median)})
 
 
+@contextlib.contextmanager
+def reference_reader():
+    """``read(seconds)``: reference_speed in a helper process under the system's malloc. This process
+    keeps freed memory (core/memory.py), which runs the reference workload itself about 1.13x faster
+    (bench/ref_speed.py, back to back): read here, the yardstick would move with the code it
+    measures."""
+    import multiprocessing
+
+    before = os.environ.get(SYSTEM_MALLOC)
+    os.environ[SYSTEM_MALLOC] = "1"  # the helper reads it when it imports fashionclf
+    try:
+        pool = multiprocessing.get_context("spawn").Pool(1)
+    finally:
+        os.environ.pop(SYSTEM_MALLOC) if before is None else os.environ.update({SYSTEM_MALLOC: before})
+    with pool:
+        yield lambda seconds: pool.apply(reference_speed, (seconds,))
+
+
 def reference_speed(seconds: float = 2.0) -> float:
     """This machine's img/s on the reference workload: bare ResNet18 training steps (32 px inputs,
-    batch 64, Adam, channels-last). bench/ref_speed.py prints it over 15 s."""
+    batch 64, Adam, channels-last), in a process under the system's malloc (reference_reader;
+    bench/ref_speed.py prints it over 15 s)."""
     import torch
 
     from .models import torchvision_models

@@ -6,6 +6,8 @@ handles the antialiased resize inside each model, which the TorchScript-based ex
 is slow, though (about 15 s per fold model on 2 cores, mostly symbolic shape tracing), so one fold
 is exported and the graph is repeated with each fold's weights: the folds share one architecture,
 and the unoptimised graph keeps every parameter as an initializer named after its state_dict key.
+Frozen-feature heads, whose folds share one backbone (learn/inference.py), export as the ensemble
+module itself: the backbone once and the folds' classifiers, as PyTorch runs them.
 
 The merged graph then goes through onnxscript's optimizer (constant folding). The exporter gives
 each bias-free convolution a bias computed at run time (Expand of a zero), which stops onnxruntime
@@ -47,7 +49,11 @@ class FoldProbabilities(nn.Module):
 
 def export_fold_graph(model: nn.Module, canvas: int, flip_tta: bool = False):
     """One fold model (softmax included) as an ONNX ModelProto with a dynamic batch dimension."""
-    module = FoldProbabilities(model, flip_tta).eval()
+    return export_graph(FoldProbabilities(model, flip_tta).eval(), canvas)
+
+
+def export_graph(module: nn.Module, canvas: int):
+    """A module from images to probabilities as an ONNX ModelProto with a dynamic batch dimension."""
     program = torch.onnx.export(module, (torch.rand(2, 3, canvas, canvas),), input_names=[INPUT],
                                 output_names=[OUTPUT], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
                                 opset_version=OPSET, dynamo=True, optimize=False, verbose=False)
@@ -101,11 +107,14 @@ def export_onnx(model_dir: Path | str, out_dir: Path | str) -> dict:
     canvas = ensemble.preprocessing["canvas_size"]
     from onnxscript import optimizer
 
-    proto = ensemble_graph(export_fold_graph(ensemble.models[0], canvas, ensemble.flip_tta),
-                           [model.state_dict() for model in ensemble.models])
+    if ensemble.shared:  # one backbone and the folds' classifiers: small enough to export as it is
+        proto = export_graph(ensemble, canvas)
+    else:
+        proto = ensemble_graph(export_fold_graph(ensemble.models[0], canvas, ensemble.flip_tta),
+                               [model.state_dict() for model in ensemble.models])
     proto = optimizer.optimize(proto)
     onnx.checker.check_model(proto)
-    labels = {"model": ensemble.name, "folds": len(ensemble.models), "categories": ensemble.categories,
+    labels = {"model": ensemble.name, "folds": ensemble.folds, "categories": ensemble.categories,
               "preprocessing": ensemble.preprocessing, "input": INPUT, "output": OUTPUT}
     with atomic_dir(out_dir) as tmp:
         onnx.save(proto, str(tmp / ONNX_FILE))

@@ -107,20 +107,23 @@ def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int,
     return (training + testing_seconds(costs, schedule, held_out, noise_levels)) * MEASURED_OVER_MODELLED
 
 
-def testing_seconds(costs: Costs, schedule: Schedule, held_out: int, noise_levels: int) -> float:
-    """The test stages: every fold model over the held-out photos, clean, calibration and each noise level."""
-    return schedule.folds * held_out * (2 + noise_levels) * costs.test
+def testing_seconds(costs: Costs, schedule: Schedule, held_out: int, noise_levels: int,
+                    passes: int | None = None) -> float:
+    """The test stages: ``passes`` models (every fold model, unless given) over the held-out photos,
+    clean, calibration and each noise level."""
+    return (schedule.folds if passes is None else passes) * held_out * (2 + noise_levels) * costs.test
 
 
 def head_seconds(costs: Costs, schedule: Schedule, per_class: int, classes: int, held_out: int,
                  noise_levels: int) -> float:
     """A frozen-feature head's cv_train and test stages: each fold's backbone over its training
     photos twice (as they are and augmented) and its validation photos once; fitting the classifier
-    on the features takes seconds; the test stages as any model's."""
+    on the features takes seconds; in the test stages the folds share one backbone pass per photo
+    (learn/inference.Ensemble)."""
     trainval = per_class * classes
     per_fold = (2 * trainval * (schedule.folds - 1) / schedule.folds + trainval / schedule.folds)
     training = per_fold * (schedule.full_rounds * costs.fold[1] + (costs.last[1] if schedule.last_threads else 0.0))
-    return (training + testing_seconds(costs, schedule, held_out, noise_levels)) * MEASURED_OVER_MODELLED
+    return (training + testing_seconds(costs, schedule, held_out, noise_levels, passes=1)) * MEASURED_OVER_MODELLED
 
 
 def photo_canvas(photos: PhotoFolder) -> int:

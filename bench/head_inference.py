@@ -1,0 +1,83 @@
+"""A frozen-feature head's fold ensemble (efficientnet_liteN_head) with one shared backbone pass
+against every fold model run in turn, back to back.
+
+    python bench/head_inference.py [--models efficientnet_lite0_head ...] [--folds 3] [--repeats 3]
+
+Per model: fold checkpoints as learn/head.py writes them (the shipped ImageNet backbone, each fold's
+own classifier), the ensemble over 512 random photos on init's 128 px canvas at the head's 224 px
+(batch 256, evaluate.threads, BatchNorm fused, as the test stages and predict run it). Prints the
+median seconds of each path, their ratio (> 1: sharing is faster) and the largest difference between
+their probabilities (tests/test_predict.py checks that the two give the same bits in torch's own mean).
+"""
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fashionclf.core import params
+from fashionclf.core.params import ModelParams
+from fashionclf.core.registry import HEAD_MODELS
+from fashionclf.learn.checkpoint import FoldCheckpoint, load_folds
+from fashionclf.learn.cv import preprocessing_of
+from fashionclf.learn.inference import Ensemble, set_threads
+from fashionclf.learn.models import build_model
+from fashionclf.serve.init import HEAD_SIZE, PHOTO_CANVAS
+
+CATEGORIES = [f"c{k}" for k in range(10)]
+
+
+def head_checkpoints(name: str, folds: int, folder: Path) -> list[FoldCheckpoint]:
+    model_params = ModelParams(name=name, image_size=HEAD_SIZE, epochs=30, lr=0.001, ema_decay=0.0)
+    state = build_model(name, len(CATEGORIES), pretrained=True, image_size=HEAD_SIZE).state_dict()
+    for k in range(folds):
+        fold_state = dict(state)
+        fold_state["net._fc.weight"] = torch.randn(state["net._fc.weight"].shape,
+                                                   generator=torch.Generator().manual_seed(k)) * 0.05
+        FoldCheckpoint(name, fold_state, CATEGORIES,
+                       preprocessing_of(model_params, np.zeros((1, PHOTO_CANVAS, PHOTO_CANVAS, 3))), {}, k, 1,
+                       0.5).save(folder / f"fold{k}.pt")
+    return load_folds(folder)
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(HEAD_MODELS))
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    evaluate = params.load("evaluate")
+    set_threads(evaluate.threads)
+    x = torch.rand(512, 3, PHOTO_CANVAS, PHOTO_CANVAS, generator=torch.Generator().manual_seed(0))
+    print(f"| model | folds | fold by fold, s per 512 | shared backbone, s | ratio | largest difference |\n|---|---|---|---|---|---|")
+    for name in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoints = head_checkpoints(name, args.folds, Path(tmp))
+        shared = Ensemble(checkpoints)
+        singles = [Ensemble([ckpt]) for ckpt in checkpoints]  # one fold each: nothing to share
+
+        def fold_by_fold():
+            return np.mean([single.predict_proba(x, evaluate.batch_size) for single in singles], axis=0)
+
+        difference = np.abs(shared.predict_proba(x, evaluate.batch_size) - fold_by_fold()).max()
+        alone = median_seconds(fold_by_fold, args.repeats)
+        together = median_seconds(lambda: shared.predict_proba(x, evaluate.batch_size), args.repeats)
+        print(f"| {name} | {args.folds} | {alone:.2f} | {together:.2f} | {alone / together:.2f} | "
+              f"{difference:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
