@@ -3,11 +3,10 @@
 glibc's malloc serves every block above its mmap threshold (at most 32 MB, adjusted as blocks are
 freed) with a fresh mmap and unmaps it on free, and trims the heap's freed top. A network's
 activations on a 128 px canvas are such blocks (efficientnet_lite0, batch 256: over 100 MB a
-layer), so every batch paid for new pages: the kernel zeroes each one on first touch. Measured on
-this 2-core machine (bench/malloc_reuse.py): efficientnet_lite0's training step 1.42x faster at
-128 px and 1.16x at 48 px, its 3-fold inference at 128 px about 2x; the 28 px models 1.03-1.15x in
-training and no change in inference. Only where and when memory is reused changes, not what is
-computed: the pipeline's outputs are the same bytes.
+layer), so every batch paid for new pages: the kernel zeroes each one on first touch. Kept instead
+(bench/malloc_reuse.py, docs/benchmarks.md), efficientnet_lite0 trains 1.34x faster at 128 px and
+1.22x at 48 px and its 3-fold ensemble predicts 2.08x faster at 128 px; the 28 px models train
+1.05-1.27x faster. Only where memory is reused changes, not what is computed: the same bytes.
 
 The price: a process keeps its peak memory until it exits, as PyTorch's CUDA allocator does on a GPU.
 Set FASHIONCLF_SYSTEM_MALLOC=1 to leave malloc as the system sets it. The reference workload that
