@@ -89,7 +89,7 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
 
 def test_a_heads_test_stages_cost_one_backbone_pass_per_photo():
     """A frozen-feature head's folds share their backbone (learn/inference.Ensemble): init costs its
-    test stages at one pass per held-out photo, where a fine-tuned model's cost one per fold model."""
+    test stages at one pass per held-out photo, where a fine-tuned model's take one per fold model."""
     from fashionclf.serve.init import head_seconds, testing_seconds
     costs, schedule = fake_costs("efficientnet_lite0", 224), Schedule(3, 2, 1, 2, 2)
     every_fold = testing_seconds(costs, schedule, held_out=300, noise_levels=2)
