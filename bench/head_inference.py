@@ -11,9 +11,7 @@ their probabilities (tests/test_predict.py checks that the two give the same bit
 """
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +19,7 @@ import torch
 from fashionclf.core import params
 from fashionclf.core.params import ModelParams
 from fashionclf.core.registry import HEAD_MODELS
-from fashionclf.learn.checkpoint import FoldCheckpoint, load_folds
+from fashionclf.learn.checkpoint import FoldCheckpoint
 from fashionclf.learn.cv import preprocessing_of
 from fashionclf.learn.inference import Ensemble, set_threads
 from fashionclf.learn.models import build_model
@@ -30,17 +28,15 @@ from fashionclf.serve.init import HEAD_SIZE, PHOTO_CANVAS
 CATEGORIES = [f"c{k}" for k in range(10)]
 
 
-def head_checkpoints(name: str, folds: int, folder: Path) -> list[FoldCheckpoint]:
+def head_checkpoints(name: str, folds: int) -> list[FoldCheckpoint]:
     model_params = ModelParams(name=name, image_size=HEAD_SIZE, epochs=30, lr=0.001, ema_decay=0.0)
     state = build_model(name, len(CATEGORIES), pretrained=True, image_size=HEAD_SIZE).state_dict()
-    for k in range(folds):
-        fold_state = dict(state)
-        fold_state["net._fc.weight"] = torch.randn(state["net._fc.weight"].shape,
-                                                   generator=torch.Generator().manual_seed(k)) * 0.05
-        FoldCheckpoint(name, fold_state, CATEGORIES,
-                       preprocessing_of(model_params, np.zeros((1, PHOTO_CANVAS, PHOTO_CANVAS, 3))), {}, k, 1,
-                       0.5).save(folder / f"fold{k}.pt")
-    return load_folds(folder)
+    preprocessing = preprocessing_of(model_params, np.zeros((1, PHOTO_CANVAS, PHOTO_CANVAS, 3)))
+    classifier = "net._fc.weight"
+    return [FoldCheckpoint(name, state | {classifier: torch.randn(state[classifier].shape,
+                                                                   generator=torch.Generator().manual_seed(k)) * 0.05},
+                           CATEGORIES, preprocessing, {}, k, 1, 0.5)
+            for k in range(folds)]
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -64,8 +60,7 @@ def main():
     x = torch.rand(512, 3, PHOTO_CANVAS, PHOTO_CANVAS, generator=torch.Generator().manual_seed(0))
     print(f"| model | folds | fold by fold, s per 512 | shared backbone, s | ratio | largest difference |\n|---|---|---|---|---|---|")
     for name in args.models:
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoints = head_checkpoints(name, args.folds, Path(tmp))
+        checkpoints = head_checkpoints(name, args.folds)
         shared = Ensemble(checkpoints)
         singles = [Ensemble([ckpt]) for ckpt in checkpoints]  # one fold each: nothing to share
 

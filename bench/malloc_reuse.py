@@ -16,9 +16,7 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 CASES = ["efficientnet_lite0:128", "efficientnet_lite0:48", "mobilenet_v2:28", "resnet18:28", "resnet50:28",
          "efficientnet_b0:28"]
@@ -59,7 +57,7 @@ def inference_ms(name: str, size: int) -> tuple[float, str]:
 
     from fashionclf.core import params
     from fashionclf.core.params import ModelParams
-    from fashionclf.learn.checkpoint import FoldCheckpoint, load_folds
+    from fashionclf.learn.checkpoint import FoldCheckpoint
     from fashionclf.learn.cv import preprocessing_of
     from fashionclf.learn.inference import Ensemble, set_threads
     from fashionclf.learn.models import build_model
@@ -67,14 +65,13 @@ def inference_ms(name: str, size: int) -> tuple[float, str]:
     set_threads(evaluate.threads)
     canvas = CANVAS.get(size, size)
     model_params = ModelParams(name=name, image_size=size, epochs=1, lr=0.001, ema_decay=0.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        for fold in range(3):
-            torch.manual_seed(fold)
-            state = build_model(name, 10, pretrained=False, image_size=size).state_dict()
-            FoldCheckpoint(name, state, [f"c{k}" for k in range(10)],
-                           preprocessing_of(model_params, np.zeros((1, canvas, canvas, 3))), {}, fold, 1,
-                           0.5).save(Path(tmp) / f"fold{fold}.pt")
-        ensemble = Ensemble(load_folds(tmp))
+    preprocessing = preprocessing_of(model_params, np.zeros((1, canvas, canvas, 3)))
+    folds = []
+    for fold in range(3):
+        torch.manual_seed(fold)
+        state = build_model(name, 10, pretrained=False, image_size=size).state_dict()
+        folds.append(FoldCheckpoint(name, state, [f"c{k}" for k in range(10)], preprocessing, {}, fold, 1, 0.5))
+    ensemble = Ensemble(folds)
     x = torch.rand(1024, 3, canvas, canvas, generator=torch.Generator().manual_seed(0))
     ensemble.predict_proba(x[:256], evaluate.batch_size)  # warm-up
     start = time.perf_counter()

@@ -213,7 +213,10 @@ def reference_reader():
     try:
         pool = multiprocessing.get_context("spawn").Pool(1)
     finally:
-        os.environ.pop(SYSTEM_MALLOC) if before is None else os.environ.update({SYSTEM_MALLOC: before})
+        if before is None:
+            del os.environ[SYSTEM_MALLOC]
+        else:
+            os.environ[SYSTEM_MALLOC] = before
     with pool:
         yield lambda seconds: pool.apply(reference_speed, (seconds,))
 
