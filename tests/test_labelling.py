@@ -90,12 +90,14 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
 def test_a_heads_test_stages_cost_one_backbone_pass_per_photo():
     """A frozen-feature head's folds share their backbone (learn/inference.Ensemble): init costs its
     test stages at one pass per held-out photo, where a fine-tuned model's take one per fold model."""
-    from fashionclf.serve.init import head_seconds, testing_seconds
+    from fashionclf.serve.init import MEASURED_OVER_MODELLED, head_seconds, testing_seconds
     costs, schedule = fake_costs("efficientnet_lite0", 224), Schedule(3, 2, 1, 2, 2)
     every_fold = testing_seconds(costs, schedule, held_out=300, noise_levels=2)
     assert testing_seconds(costs, schedule, 300, 2, passes=1) * 3 == pytest.approx(every_fold)
     training = head_seconds(costs, schedule, per_class=100, classes=4, held_out=0, noise_levels=2)
     assert head_seconds(costs, schedule, 100, 4, 300, 2) == pytest.approx(training + every_fold / 3)
+    # its training: two backbone passes per training photo, once for all folds (learn/head.py)
+    assert training == pytest.approx(2 * 100 * 4 * costs.test * MEASURED_OVER_MODELLED)
 
 
 def test_init_chooses_the_largest_backbone_the_budget_trains_long_enough():

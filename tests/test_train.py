@@ -245,29 +245,42 @@ def test_folds_on_ray_are_byte_identical_to_the_local_pool(tmp_path, monkeypatch
 
 
 def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_validated():
-    """efficientnet_lite0_head: the ImageNet backbone stays as shipped, the classifier learns the
-    toy signal, the kept model gives the out-of-fold probabilities the fold reported, and a rerun
-    gives the same bytes."""
-    from fashionclf.learn.head import fit_head
+    """efficientnet_lite0_head: the features are computed once for every fold (plain, augmented,
+    mirrored with flip TTA), the ImageNet backbone stays as shipped, the classifier learns the toy
+    signal, the kept model gives the out-of-fold probabilities the fold reported, and a rerun gives
+    the same bytes."""
+    from fashionclf.learn.head import AUGMENTED, MIRRORED, PLAIN, fit_head, head_features
     from fashionclf.learn.inference import predict_proba
     from fashionclf.learn.models import build_model
     images, labels, _ = toy_data(n_groups=24, variants=2)
     for i, label in enumerate(labels):  # a signal that ImageNet features see: the class's colour
         images[i, :, :, label] = 200
-    x, y = to_pixels(images), torch.from_numpy(labels)
+    x, y = to_pixels(images), torch.from_numpy(labels).long()
     mp = ModelParams(name="efficientnet_lite0_head", image_size=32, epochs=15, lr=0.05, ema_decay=0.0)
-    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1})
-    model, state = fit_head(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
+    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1,
+                                       "flip_tta": True})
+    cpu = torch.device("cpu")
+    features = head_features(mp, tp, images, 3, cpu, threads=1)
+    assert features.shape == (3, len(images), 1280) and features.dtype == np.float32
+    assert not np.array_equal(features[PLAIN], features[AUGMENTED])
+    backbone = build_model("efficientnet_lite0", 3, pretrained=True, image_size=32)
+    backbone.net._fc = torch.nn.Identity()
+    assert torch.allclose(predict_proba(backbone, x.flip(-1), 64, cpu, softmax=False),
+                          torch.from_numpy(features[MIRRORED]), atol=1e-5)
+    train_idx, val_idx = np.arange(36), np.arange(36, len(images))
+    model, state = fit_head(mp, tp, ["a", "b", "c"], torch.from_numpy(features), y, train_idx, val_idx, 0, cpu)
     shipped = build_model("efficientnet_lite0", 3, pretrained=True, image_size=32).state_dict()
     fitted = model.state_dict()
     assert fitted.keys() == shipped.keys()
     assert all(torch.equal(v, shipped[k]) for k, v in fitted.items() if not k.startswith("net._fc."))
     assert fitted["net._fc.weight"].abs().sum() > 0
     assert state["best_accuracy"] > 0.8 and len(state["history"]) >= 2
-    probs = predict_proba(model, x[36:], 64, torch.device("cpu"))
+    probs = (predict_proba(model, x[36:], 64, cpu) + predict_proba(model, x[36:].flip(-1), 64, cpu)) / 2
     assert torch.allclose(probs, state["best_probs"], atol=1e-6)
-    _, again = fit_head(mp, tp, ["a", "b", "c"], x[:36], y[:36], x[36:], y[36:], 0, torch.device("cpu"))
-    assert again["history"] == state["history"] and torch.equal(again["best_probs"], state["best_probs"])
+    again = head_features(mp, tp, images, 3, cpu, threads=1)
+    assert np.array_equal(again, features)
+    _, refit = fit_head(mp, tp, ["a", "b", "c"], torch.from_numpy(again), y, train_idx, val_idx, 0, cpu)
+    assert refit["history"] == state["history"] and torch.equal(refit["best_probs"], state["best_probs"])
 
 
 def kept_epoch(keep_epoch, epochs):

@@ -12,10 +12,12 @@ from tqdm import tqdm
 
 from ..core.errors import DataError, assert_disjoint
 from ..core.params import ModelParams, TrainParams
+from ..core.registry import HEAD_MODELS
 from ..core.scoring import classification_metrics, predictions_table
 from ..core.store import atomic_dir
 from .checkpoint import FoldCheckpoint
 from .folds import FoldJob, fold_threads, fold_workers, run_locally, start_worker_server
+from .head import head_features
 from .inference import pick_device
 from .models import build_for_weights, count_macs, count_parameters, normalization
 
@@ -74,8 +76,8 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
                    out_dir: Path, resume_dir: Path | None = None, runner=None) -> dict:
     """Train ``train.folds`` models into out_dir/fold<k>.pt; return CV metrics (out-of-fold accuracy
     and macro F1 with 95% intervals), the training curves and the out-of-fold predictions.
-    ``runner(jobs, images, labels, workers)`` (default ``fold_runner()``) yields (fold, weights,
-    state) as folds finish."""
+    ``runner(jobs, data, labels, workers)`` (default ``fold_runner()``) yields (fold, weights,
+    state) as folds finish; ``data`` are the images, or a frozen-feature head's features of them."""
     runner = runner or fold_runner()
     categories = sorted(manifest["category"].unique())
     labels = manifest["category"].map({c: i for i, c in enumerate(categories)}).to_numpy()
@@ -84,11 +86,15 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
         start_worker_server(fold_workers(train, train.folds, device))
     splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, train.seed)
     jobs, resume = fold_jobs(model_params, train, images, splits, categories, device, resume_dir)
+    workers = fold_workers(train, len(splits), device)
+    data = images
+    if model_params.name in HEAD_MODELS:  # its folds share one backbone pass per photo and view
+        data = head_features(model_params, train, images, len(categories), device, workers * train.threads)
     oof = np.zeros((len(images), len(categories)))
     oof_fold = np.zeros(len(images), dtype=int)
     states = {}
     with atomic_dir(out_dir) as tmp:  # the fold checkpoints appear together or not at all
-        finished = runner(jobs, images, labels, fold_workers(train, len(splits), device))
+        finished = runner(jobs, data, labels, workers)
         for k, weights, state in tqdm(finished, total=len(jobs), desc=f"cv {model_params.name}"):
             FoldCheckpoint(model_params.name, weights, categories,
                            preprocessing_of(model_params, images, train.flip_tta), run_params_of(model_params, train),

@@ -36,17 +36,22 @@ class FoldJob:
     resume: Path | None
 
 
-def train_fold_job(job: FoldJob, images, labels: np.ndarray) -> tuple[int, dict, dict]:
-    """One fold: (fold, weights of the best epoch, its state). ``images``: uint8 pixels as an array
-    or a (shared-memory) tensor; each batch becomes floats on the training device (as_float), bit for
-    bit the values that converting the whole set first gives."""
-    images = images.numpy() if isinstance(images, torch.Tensor) else images
-    x_train, x_val = to_pixels(images[job.train_idx]), to_pixels(images[job.val_idx])
+def train_fold_job(job: FoldJob, data, labels: np.ndarray) -> tuple[int, dict, dict]:
+    """One fold: (fold, weights of the best epoch, its state). ``data``, as an array or a
+    (shared-memory) tensor: the uint8 pixels of every image, each batch of which becomes floats on the
+    training device (as_float), bit for bit the values that converting the whole set first gives; for
+    a frozen-feature head, every image's features (learn/head.head_features), since it fits only its
+    classifier."""
+    data = data.numpy() if isinstance(data, torch.Tensor) else data
     y = torch.from_numpy(np.array(labels)).long()
     torch.set_num_threads(job.threads)
-    fit = fit_head if job.model_params.name in HEAD_MODELS else train_fold  # a head fits only its classifier
-    model, state = fit(job.model_params, job.train, job.categories, x_train, y[job.train_idx],
-                       x_val, y[job.val_idx], job.fold, job.device, job.resume)
+    if job.model_params.name in HEAD_MODELS:
+        model, state = fit_head(job.model_params, job.train, job.categories, torch.from_numpy(data), y,
+                                job.train_idx, job.val_idx, job.fold, job.device)
+    else:
+        model, state = train_fold(job.model_params, job.train, job.categories, to_pixels(data[job.train_idx]),
+                                  y[job.train_idx], to_pixels(data[job.val_idx]), y[job.val_idx], job.fold,
+                                  job.device, job.resume)
     state.pop("best_state")  # the model holds it
     state["threads"] = torch.get_num_threads()
     return job.fold, model.state_dict(), state
@@ -109,16 +114,16 @@ def _run_packed(task: tuple) -> tuple[int, dict, dict]:
     return train_fold_job(*task)
 
 
-def run_locally(jobs: list[FoldJob], images: np.ndarray, labels: np.ndarray,
+def run_locally(jobs: list[FoldJob], data: np.ndarray, labels: np.ndarray,
                 workers: int) -> Iterator[tuple[int, dict, dict]]:
     """Train the folds: ``workers`` processes at once, round by round, each fold with its job's
-    threads; one after another in this process on a GPU (or with one worker). The images reach the
-    workers in shared memory: each task carries a handle to them, not a copy."""
+    threads; one after another in this process on a GPU (or with one worker). The data (train_fold_job)
+    reach the workers in shared memory: each task carries a handle to them, not a copy."""
     if workers == 1:
-        yield from (train_fold_job(job, images, labels) for job in jobs)
+        yield from (train_fold_job(job, data, labels) for job in jobs)
         return
-    shared = torch.from_numpy(np.empty(images.shape, images.dtype)).share_memory_()
-    shared.numpy()[...] = images  # one copy, not one per worker
+    shared = torch.from_numpy(np.empty(data.shape, data.dtype)).share_memory_()
+    shared.numpy()[...] = data  # one copy, not one per worker
     tasks = [(job, shared, labels) for job in jobs]
     full = len(jobs) // workers * workers
     with worker_context().Pool(workers, start_worker) as pool:

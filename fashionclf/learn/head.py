@@ -1,14 +1,16 @@
 """Frozen-feature heads: a pretrained backbone as it is, and only its classifier fitted.
 
-The backbone runs once per fold over each training photo twice (as it is, and once with the
-training augmentation: flip, shift, noise) and over each validation photo once; the classifier, a
-linear layer from zero, then trains on those features for ``epochs`` passes with the fold recipe of
-learn/train.py (Adam, one-cycle schedule, early stopping on validation loss, optional weight
-average), which takes seconds. A fold costs about three forward passes per photo, where
-fine-tuning costs about three per photo and epoch (forward and backward): on 2,682 real photos of
-ten article types a linear model on efficientnet_lite0's features at 224 px labelled unseen photos
-as well as lite0 fine-tuned at 128 px for 5 epochs (92.4 against 92.8%, docs/own-photos.md).
-Resume points are not written: a fold's cost is its forward passes, not an epoch loop.
+The backbone's features are computed once per stage, for every photo the folds train or validate
+on (head_features): each photo as it is, once with the training augmentation (flip, shift, noise),
+and mirrored where ``train.flip_tta`` is set. Each fold then fits a linear classifier, from zero, on
+its training photos' plain and augmented features (fit_head), with the fold recipe of
+learn/train.py (Adam, one-cycle schedule, early stopping, optional weight average): seconds, no
+backbone pass. So a head costs two forward passes per photo in all (three with flip_tta), where its
+folds used to compute their own, five with 3 folds; fine-tuning costs about three per photo and
+epoch (forward and backward). On 2,682 real photos of ten article types a linear model on
+efficientnet_lite0's features at 224 px labelled unseen photos as well as lite0 fine-tuned at
+128 px for 5 epochs (92.4 against 92.8%, docs/own-photos.md). Resume points are not written: a
+fold's cost is seconds.
 
 The fitted model is the same module as a fine-tuned one (the backbone's weights unchanged), so
 checkpoints, the test stages, predict and the ONNX export treat it like any other.
@@ -16,30 +18,37 @@ checkpoints, the test stages, predict and the ONNX export treat it like any othe
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ..core.params import ModelParams, TrainParams
-from .inference import predict_proba
+from .inference import as_float, predict_proba, to_pixels
 from .models import Normalized, build_model
 from .train import (fold_generators, light_augment, make_optimizer, more_epochs, new_fold_state, record_epoch,
                     scaled_lr, take_step, weight_average, weights_copy)
 
 
 def frozen_features(model: Normalized, views: list[torch.Tensor], batch_size: int, device,
-                    augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    progress: Callable[[int], object] | None = None) -> torch.Tensor:
     """The backbone's pooled features of each view (the classifier bypassed), the views one after
-    another; ``augment`` maps each batch of a view first, where given."""
+    another; ``augment`` maps each batch of a view first, where given; ``progress(n)`` is called
+    after each batch of n photos."""
+    augment = augment or (lambda batch: batch)
     head, model.net._fc = model.net._fc, nn.Identity()
+    out = []
     try:
-        if augment is None:
-            return torch.cat([predict_proba(model, view, batch_size, device, softmax=False) for view in views])
-        return torch.cat([predict_proba(model, augment(view[s:s + batch_size].to(device)), batch_size, device,
-                                        softmax=False)
-                          for view in views for s in range(0, len(view), batch_size)])
+        for view in views:
+            for start in range(0, len(view), batch_size):
+                batch = view[start:start + batch_size]
+                out.append(predict_proba(model, augment(batch.to(device)), len(batch), device, softmax=False))
+                if progress:
+                    progress(len(batch))
+        return torch.cat(out)
     finally:
         model.net._fc = head
 
@@ -51,32 +60,60 @@ def head_probabilities(head: nn.Module, features: torch.Tensor, views: int) -> t
     return probs.view(views, -1, probs.shape[1]).mean(0)
 
 
-def fit_head(model_params: ModelParams, train: TrainParams, categories, x_train, y_train, x_val, y_val,
-             fold: int, device, resume_path: Path | None = None) -> tuple[Normalized, dict]:
-    """(the model with its fitted classifier, the fold's state), as learn/train.py's train_fold
-    returns them and with its arguments; ``resume_path`` is not used (see the module's note)."""
-    gen, noise_gen = fold_generators(train, fold, device)
-    x_train, y_train = x_train.to(device), y_train.to(device)
-    x_val, y_val = x_val.to(device), y_val.to(device)
-    model = build_model(model_params.name, len(categories), pretrained=True, image_size=model_params.image_size)
+PLAIN, AUGMENTED, MIRRORED = 0, 1, 2  # the views head_features stacks
+
+
+def frozen_backbone(model_params: ModelParams, classes: int, device) -> Normalized:
+    """The pretrained model in eval mode, nothing trainable but its classifier, which starts at zero
+    (a deterministic start at chance, as learn/models.py start_steady)."""
+    model = build_model(model_params.name, classes, pretrained=True, image_size=model_params.image_size)
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     head = model.net._fc
-    nn.init.zeros_(head.weight)  # a deterministic start at chance, as learn/models.py start_steady
+    nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     head.weight.requires_grad_(True)
     head.bias.requires_grad_(True)
+    return model
 
-    batch = train.eval_batch_size
-    augment = lambda pixels: light_augment(pixels, train, gen, noise_gen)  # noqa: E731
-    f_train = torch.cat([frozen_features(model, [x_train], batch, device),
-                         frozen_features(model, [x_train], batch, device, augment)])
-    val_views = [x_val, x_val.flip(-1)] if train.flip_tta else [x_val]
-    f_val = frozen_features(model, val_views, batch, device)
 
-    state = fit_classifier(head, f_train, y_train.repeat(2), f_val, y_val.cpu(), len(val_views), model_params.epochs,
-                           train, fold, gen, scaled_lr(model_params, train),
+def head_features(model_params: ModelParams, train: TrainParams, images: np.ndarray, classes: int, device,
+                  threads: int) -> np.ndarray:
+    """Every photo's frozen features, for all folds at once: float32 (views, photos, features), the
+    views PLAIN, AUGMENTED (one draw of the training augmentation, seeded by ``train.seed``) and, with
+    ``train.flip_tta``, MIRRORED. Computed with ``threads`` torch threads (the cores the folds would
+    use: a fixed count, since float results depend on it)."""
+    model = frozen_backbone(model_params, classes, device)
+    gen = torch.Generator().manual_seed(train.seed)
+    noise_gen = torch.Generator(device).manual_seed(train.seed) if device.type != "cpu" else None
+    pixels, batch = to_pixels(images), train.eval_batch_size
+    views = [(pixels, None), (pixels, lambda x: light_augment(x, train, gen, noise_gen))]
+    if train.flip_tta:
+        views.append((pixels, lambda x: as_float(x.flip(-1))))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tqdm(total=len(views) * len(images), desc=f"features {model_params.name}", unit="img") as bar:
+            return torch.stack([frozen_features(model, [view], batch, device, augment, bar.update)
+                                for view, augment in views]).numpy()
+    finally:
+        torch.set_num_threads(before)
+
+
+def fit_head(model_params: ModelParams, train: TrainParams, categories, features: torch.Tensor, labels: torch.Tensor,
+             train_idx: np.ndarray, val_idx: np.ndarray, fold: int, device) -> tuple[Normalized, dict]:
+    """(the model with its fitted classifier, the fold's state), as learn/train.py's train_fold
+    returns them; ``features`` are head_features' for every photo, ``labels`` every photo's."""
+    gen, _ = fold_generators(train, fold, device)
+    features, train_idx, val_idx = features.to(device), torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+    f_train = torch.cat([features[PLAIN, train_idx], features[AUGMENTED, train_idx]])
+    val_views = [PLAIN, MIRRORED] if train.flip_tta else [PLAIN]
+    f_val = torch.cat([features[view, val_idx] for view in val_views])
+    model = frozen_backbone(model_params, len(categories), device)
+    head = model.net._fc
+    state = fit_classifier(head, f_train, labels[train_idx].repeat(2).to(device), f_val, labels[val_idx],
+                           len(val_views), model_params.epochs, train, fold, gen, scaled_lr(model_params, train),
                            weight_average(head, model_params.ema_decay))
     with torch.no_grad():
         head.load_state_dict(state["best_state"])

@@ -24,7 +24,7 @@ def ray_address() -> str | None:
     return os.environ.get(ADDRESS_VARIABLE) or None
 
 
-def run_on_ray(jobs: list[FoldJob], images: np.ndarray, labels: np.ndarray, workers: int,
+def run_on_ray(jobs: list[FoldJob], data: np.ndarray, labels: np.ndarray, workers: int,
                address: str | None = None) -> Iterator[tuple[int, dict, dict]]:
     """Yield (fold, weights, state) as the fold tasks finish; ``workers`` is the local pool's and is
     not used (Ray schedules the tasks by their resources)."""
@@ -33,9 +33,9 @@ def run_on_ray(jobs: list[FoldJob], images: np.ndarray, labels: np.ndarray, work
     if not ray.is_initialized():
         ray.init(address=address or ray_address(), include_dashboard=False, log_to_driver=False)
     task = ray.remote(train_fold_job)
-    images_ref, labels_ref = ray.put(images), ray.put(labels)
+    data_ref, labels_ref = ray.put(data), ray.put(labels)
     pending = [task.options(num_cpus=job.threads, num_gpus=int(job.device.type == "cuda"), max_retries=0)
-               .remote(job, images_ref, labels_ref) for job in jobs]
+               .remote(job, data_ref, labels_ref) for job in jobs]
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

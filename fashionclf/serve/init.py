@@ -116,13 +116,12 @@ def testing_seconds(costs: Costs, schedule: Schedule, held_out: int, noise_level
 
 def head_seconds(costs: Costs, schedule: Schedule, per_class: int, classes: int, held_out: int,
                  noise_levels: int) -> float:
-    """A frozen-feature head's cv_train and test stages: each fold's backbone over its training
-    photos twice (as they are and augmented) and its validation photos once; fitting the classifier
-    on the features takes seconds; in the test stages the folds share one backbone pass per photo
+    """A frozen-feature head's cv_train and test stages: the backbone over every training photo
+    twice (as it is and augmented) in the stage process, on the folds' cores, which the test stages'
+    inference on as many threads measures; fitting each fold's classifier on the features takes
+    seconds (learn/head.py); in the test stages the folds share one backbone pass per photo
     (learn/inference.Ensemble)."""
-    trainval = per_class * classes
-    per_fold = (2 * trainval * (schedule.folds - 1) / schedule.folds + trainval / schedule.folds)
-    training = per_fold * (schedule.full_rounds * costs.fold[1] + (costs.last[1] if schedule.last_threads else 0.0))
+    training = 2 * per_class * classes * costs.test
     return (training + testing_seconds(costs, schedule, held_out, noise_levels, passes=1)) * MEASURED_OVER_MODELLED
 
 
@@ -222,8 +221,8 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
         models[head] = {"image_size": HEAD_SIZE, "epochs": HEAD_EPOCHS, "lr": HEAD_LR, "ema_decay": 0.0}
         spent += head_cost
         reasons.append(f"{head}: a linear classifier on {backbones[0]}'s ImageNet features at {HEAD_SIZE} px, "
-                       f"fitted in seconds once the features are computed (three passes of the backbone per "
-                       f"photo, no training steps); cheap and as accurate as fine-tuning on a few thousand real "
+                       f"fitted in seconds once the features are computed (two passes of the backbone per "
+                       f"photo for all folds, no training steps); cheap and as accurate as fine-tuning on a few thousand real "
                        f"photos (docs/own-photos.md); estimated {head_cost:.0f} s")
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
