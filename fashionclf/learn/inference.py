@@ -3,6 +3,7 @@ fold ensemble (the mean softmax of the fold models, written once)."""
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,11 @@ def autocast(device: torch.device):
 
 def to_pixels(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> uint8 (N, 3, H, W), channels-last, without a copy: a quarter of the float
-    memory, so a training set fits on the device and is converted a batch at a time (as_float)."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    memory, so a training set fits on the device and is converted a batch at a time (as_float).
+    ``images`` may be read-only (a stage's memory-mapped image set): the tensor is only read."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:
@@ -65,12 +69,26 @@ def to_tensor(images: np.ndarray, image_size: int | None = None) -> torch.Tensor
     return x.contiguous(memory_format=torch.channels_last)
 
 
+INFERENCE_PIXELS = 64 * 224 * 224  # the most pixels one inference batch holds at a model's working size
+
+
+def inference_batch(model: nn.Module, x: torch.Tensor, batch_size: int) -> int:
+    """``batch_size``, capped at INFERENCE_PIXELS of the model's working size (its input, or the size
+    it resizes that to, where larger): per image, efficientnet_lite0 at 224 px ran 3x slower at
+    batch 256 than at 32-128, where one layer's activations reach gigabytes (bench/inference_batch.py).
+    The default pipeline's 28-48 px models keep their batch."""
+    side = max(x.shape[-1], getattr(model, "image_size", None) or 0)
+    return max(1, min(batch_size, INFERENCE_PIXELS // (side * side)))
+
+
 @torch.inference_mode()
 def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,
                   softmax: bool = True) -> torch.Tensor:
     """Class probabilities (or the model's own output with ``softmax=False``) for float or uint8
-    pixels (as_float), on the host or already on ``device``."""
+    pixels (as_float), on the host or already on ``device``, ``batch_size`` at a time at most
+    (inference_batch)."""
     model.eval()
+    batch_size = inference_batch(model, x, batch_size)
     out = []
     for start in range(0, len(x), batch_size):
         with autocast(device):
@@ -126,7 +144,8 @@ class Ensemble(nn.Module):
         self.categories = list(first.categories)
         self.preprocessing = dict(first.preprocessing)
         self.folds = len(checkpoints)
-        architecture = build_for_weights(self.name, len(self.categories), self.preprocessing["image_size"])
+        self.image_size = self.preprocessing["image_size"]
+        architecture = build_for_weights(self.name, len(self.categories), self.image_size)
         shared = shares_backbone(checkpoints)
         models = []
         for ckpt in checkpoints[:1] if shared else checkpoints:
