@@ -5,9 +5,10 @@ against every fold model run in turn, back to back.
 
 Per model: fold checkpoints as learn/head.py writes them (the shipped ImageNet backbone, each fold's
 own classifier), the ensemble over 512 random photos on init's 128 px canvas at the head's 224 px
-(batch 256, evaluate.threads, BatchNorm fused, as the test stages and predict run it). Prints the
-median seconds of each path, their ratio (> 1: sharing is faster) and the largest difference between
-their probabilities (tests/test_predict.py checks that the two give the same bits in torch's own mean).
+(batch 256, capped by learn/inference.inference_batch, evaluate.threads, BatchNorm fused, as the
+test stages and predict run it). Prints the median seconds of each path, their ratio (> 1: sharing
+is faster) and the largest difference between their probabilities (tests/test_predict.py checks
+that the two give the same bits in torch's own mean).
 """
 import argparse
 import statistics
