@@ -52,7 +52,7 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert photos.median_long_side == 120
     template = yaml.safe_load(open(params.PARAMS_FILE))
     generous = plan(photos, template, budget_s_ref=900, speed=250, costs=fake_costs)
-    tight = plan(photos, template, budget_s_ref=40, speed=250, costs=fake_costs)
+    tight = plan(photos, template, budget_s_ref=25, speed=250, costs=fake_costs)
     p = generous.params
     assert p["label"]["categories"] == ["accessories", "bags", "clothing", "shoes"]
     assert {"pattern": "^Bags/", "category": "bags"} in p["label"]["rules"]
@@ -131,10 +131,10 @@ def test_init_trains_on_fewer_photos_rather_than_plan_over_the_budget(tmp_path):
     photos = PhotoFolder(tmp_path, {"bags": 1500, "shoes": 1500}, median_long_side=128)
     roomy = plan(photos, template, budget_s_ref=5000, speed=250, costs=fake_costs)
     assert roomy.params["balance"]["per_class"] == 800 and not any("cut to" in r for r in roomy.reasons)
-    tight = plan(photos, template, budget_s_ref=200, speed=250, costs=fake_costs)
+    tight = plan(photos, template, budget_s_ref=160, speed=250, costs=fake_costs)
     assert 100 < tight.params["balance"]["per_class"] < 800
     assert tight.params["train"]["models"]["efficientnet_lite0"]["epochs"] == 2
-    assert tight.estimate_s <= 200 and not any(r.startswith("warning") for r in tight.reasons)
+    assert tight.estimate_s <= 160 and not any(r.startswith("warning") for r in tight.reasons)
     assert sum("training images per category cut to" in r for r in tight.reasons) == 1
 
 
