@@ -239,3 +239,27 @@ def test_frozen_head_folds_share_one_backbone_pass_with_the_same_probabilities(t
     with torch.no_grad():
         expected = Ensemble.load(shared, fused=False)(x).numpy()
     assert np.abs(OnnxEnsemble(tmp_path / "export" / "model.onnx")(x) - expected).max() < 1e-5
+
+
+def test_inference_batches_hold_at_most_64_photos_at_224_px_and_give_the_same_probabilities():
+    """learn/inference.inference_batch caps a batch by the pixels at the model's working size (its
+    input, or the larger size it resizes to): 64 photos at 224 px, 196 at 128, the asked batch for the
+    default 28-48 px models; predict_proba gives the same probabilities in capped batches."""
+    from unittest import mock
+
+    import torch
+    from fashionclf.learn import inference
+    from fashionclf.learn.models import build_model
+
+    def batch(image_size, canvas, asked=256):
+        model = build_model("efficientnet_lite0", 3, pretrained=False, image_size=image_size)
+        return inference.inference_batch(model, torch.zeros(1, 3, canvas, canvas), asked)
+
+    assert batch(224, 128) == 64 == batch(128, 224)  # upscaled inside the model, or fed large
+    assert batch(128, 128) == 196 and batch(48, 28) == 256 and batch(48, 28, asked=16) == 16
+    assert inference.inference_batch(torch.nn.Identity(), torch.zeros(1, 3, 4000, 4000), 256) == 1
+    model = build_model("efficientnet_lite0", 3, pretrained=False, image_size=64).eval()
+    x = torch.rand(40, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with mock.patch.object(inference, "INFERENCE_PIXELS", 7 * 64 * 64):  # 6 batches of 7 photos or fewer
+        capped = inference.predict_proba(model, x, 256, torch.device("cpu"))
+    assert torch.allclose(capped, inference.predict_proba(model, x, 256, torch.device("cpu")), atol=1e-6)

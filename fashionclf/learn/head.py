@@ -87,16 +87,15 @@ def head_features(model_params: ModelParams, train: TrainParams, images: np.ndar
     model = frozen_backbone(model_params, classes, device)
     gen = torch.Generator().manual_seed(train.seed)
     noise_gen = torch.Generator(device).manual_seed(train.seed) if device.type != "cpu" else None
-    pixels, batch = to_pixels(images), train.eval_batch_size
-    views = [(pixels, None), (pixels, lambda x: light_augment(x, train, gen, noise_gen))]
+    views = [None, lambda x: light_augment(x, train, gen, noise_gen)]  # PLAIN, AUGMENTED
     if train.flip_tta:
-        views.append((pixels, lambda x: as_float(x.flip(-1))))
-    before = torch.get_num_threads()
+        views.append(lambda x: as_float(x.flip(-1)))  # MIRRORED
+    pixels, before = to_pixels(images), torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with tqdm(total=len(views) * len(images), desc=f"features {model_params.name}", unit="img") as bar:
-            return torch.stack([frozen_features(model, [view], batch, device, augment, bar.update)
-                                for view, augment in views]).numpy()
+            return torch.stack([frozen_features(model, [pixels], train.eval_batch_size, device, view, bar.update)
+                                for view in views]).numpy()
     finally:
         torch.set_num_threads(before)
 
