@@ -225,8 +225,8 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
         spent += head_cost
         reasons.append(f"{head}: a linear classifier on {backbones[0]}'s ImageNet features at {HEAD_SIZE} px, "
                        f"fitted in seconds once the features are computed (two passes of the backbone per "
-                       f"photo for all folds, no training steps); cheap and as accurate as fine-tuning on a few thousand real "
-                       f"photos (docs/own-photos.md); estimated {head_cost:.0f} s")
+                       f"photo for all folds, no training steps); cheap and as accurate as fine-tuning on a few "
+                       f"thousand real photos (docs/own-photos.md); estimated {head_cost:.0f} s")
     for name, lr in SCRATCH_CANDIDATES:
         epochs = 4
         cost = seconds(costs(name, SCRATCH_SIZE), epochs)
