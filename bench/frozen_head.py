@@ -53,10 +53,10 @@ def shop_features(name: str, size: int, x_shop, x_unseen, train: TrainParams, cl
     cpu = torch.device("cpu")
     model = build_model(name, classes, pretrained=True, image_size=size).eval()
     gen = torch.Generator().manual_seed(train.seed)
-    plain = frozen_features(model, [x_shop], train.eval_batch_size, cpu)
-    augmented = frozen_features(model, [x_shop], train.eval_batch_size, cpu,
+    plain = frozen_features(model, x_shop, train.eval_batch_size, cpu)
+    augmented = frozen_features(model, x_shop, train.eval_batch_size, cpu,
                                 lambda batch: light_augment(batch, train, gen))
-    unseen = frozen_features(model, [x_unseen], train.eval_batch_size, cpu)
+    unseen = frozen_features(model, x_unseen, train.eval_batch_size, cpu)
     return (plain, augmented, unseen), time.perf_counter() - start
 
 

@@ -12,12 +12,11 @@ pipeline against its own bare compute instead.
     python bench/ref_speed.py [--seconds 15]     # prints e.g. 314
 """
 import argparse
-import os
 
-os.environ["FASHIONCLF_SYSTEM_MALLOC"] = "1"  # the yardstick as a plain process runs it (core/memory.py)
-from fashionclf.learn.timing import reference_speed  # noqa: E402  (the workload, defined once: init reads it too)
+from fashionclf.learn.timing import reference_reader  # the workload and its process, defined once: init reads it too
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15.0)
-    print(round(reference_speed(parser.parse_args().seconds)))
+    with reference_reader() as read:  # under the system's malloc, as a plain process runs it (core/memory.py)
+        print(round(read(parser.parse_args().seconds)))

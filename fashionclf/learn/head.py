@@ -32,22 +32,20 @@ from .train import (fold_generators, light_augment, make_optimizer, more_epochs,
                     scaled_lr, take_step, weight_average, weights_copy)
 
 
-def frozen_features(model: Normalized, views: list[torch.Tensor], batch_size: int, device,
+def frozen_features(model: Normalized, pixels: torch.Tensor, batch_size: int, device,
                     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     progress: Callable[[int], object] | None = None) -> torch.Tensor:
-    """The backbone's pooled features of each view (the classifier bypassed), the views one after
-    another; ``augment`` maps each batch of a view first, where given; ``progress(n)`` is called
-    after each batch of n photos."""
+    """The backbone's pooled features of each photo (the classifier bypassed); ``augment`` maps each
+    batch first, where given; ``progress(n)`` is called after each batch of n photos."""
     augment = augment or (lambda batch: batch)
     head, model.net._fc = model.net._fc, nn.Identity()
     out = []
     try:
-        for view in views:
-            for start in range(0, len(view), batch_size):
-                batch = view[start:start + batch_size]
-                out.append(predict_proba(model, augment(batch.to(device)), len(batch), device, softmax=False))
-                if progress:
-                    progress(len(batch))
+        for start in range(0, len(pixels), batch_size):
+            batch = pixels[start:start + batch_size]
+            out.append(predict_proba(model, augment(batch.to(device)), len(batch), device, softmax=False))
+            if progress:
+                progress(len(batch))
         return torch.cat(out)
     finally:
         model.net._fc = head
@@ -85,8 +83,7 @@ def head_features(model_params: ModelParams, train: TrainParams, images: np.ndar
     ``train.flip_tta``, MIRRORED. Computed with ``threads`` torch threads (the cores the folds would
     use: a fixed count, since float results depend on it)."""
     model = frozen_backbone(model_params, classes, device)
-    gen = torch.Generator().manual_seed(train.seed)
-    noise_gen = torch.Generator(device).manual_seed(train.seed) if device.type != "cpu" else None
+    gen, noise_gen = fold_generators(train, 0, device)  # one draw for every fold, seeded by train.seed
     views = [None, lambda x: light_augment(x, train, gen, noise_gen)]  # PLAIN, AUGMENTED
     if train.flip_tta:
         views.append(lambda x: as_float(x.flip(-1)))  # MIRRORED
@@ -94,7 +91,7 @@ def head_features(model_params: ModelParams, train: TrainParams, images: np.ndar
     torch.set_num_threads(threads)
     try:
         with tqdm(total=len(views) * len(images), desc=f"features {model_params.name}", unit="img") as bar:
-            return torch.stack([frozen_features(model, [pixels], train.eval_batch_size, device, view, bar.update)
+            return torch.stack([frozen_features(model, pixels, train.eval_batch_size, device, view, bar.update)
                                 for view in views]).numpy()
     finally:
         torch.set_num_threads(before)
