@@ -42,7 +42,7 @@ def fake_costs(name, size, last_speedup=1.0):
     """Costs as if measured: they grow with pixels, the pretrained model the dearest; a fold of the
     last round ``last_speedup`` times faster than one beside another."""
     train = {"efficientnet_lite0": 4e-3, "efficientnet_lite1": 6e-3, "efficientnet_lite2": 8e-3, "mobilenet_v2": 2e-3,
-             "resnet18": 3e-3}[name] * (size / 64) ** 2
+             "resnet18": 3e-3, "efficientnet_lite0_tail": 3e-4}[name] * (size / 64) ** 2
     return Costs(fold=(train, train / 3), last=(train / last_speedup, train / 3 / last_speedup), test=train / 4)
 
 
@@ -62,8 +62,8 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     large = plan(dataclasses.replace(photos, median_long_side=224), template, 900, 250, fake_costs).params
     assert large["clean"]["canvas_size"] == 128 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
     # a faster last round leaves budget for more epochs
-    sped = plan(photos, template, 70, 250, lambda name, size: fake_costs(name, size, last_speedup=1.6))
-    plain = plan(photos, template, 70, 250, fake_costs)
+    sped = plan(photos, template, 50, 250, lambda name, size: fake_costs(name, size, last_speedup=1.6))
+    plain = plan(photos, template, 50, 250, fake_costs)
     assert sped.params["train"]["models"]["efficientnet_lite0"]["epochs"] > plain.params["train"]["models"][
         "efficientnet_lite0"]["epochs"]
     assert set(generous.params["train"]["models"]) > set(tight.params["train"]["models"]) == {"efficientnet_lite0"}
@@ -74,11 +74,11 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert len(short) == 1 and int(short[0].split("--budget-minutes ")[1].split()[0]) > 1  # a budget that would
     assert generous.params["train"]["models"]["efficientnet_lite0"]["epochs"] == 6  # the budget goes to it first
     assert generous.params["train"]["folds"] == 3 and generous.params["balance"]["calibration_fraction"] == 0.2
-    # the frozen-feature head: where a quarter of the budget pays for its features, never over it
-    head = generous.params["train"]["models"]["efficientnet_lite0_head"]
-    assert head["image_size"] == 224 and any(r.startswith("efficientnet_lite0_head:") for r in generous.reasons)
-    assert "efficientnet_lite0_head" not in tight.params["train"]["models"]
-    assert any(r.startswith("no frozen-feature head") for r in tight.reasons)
+    # the fine-tuned tail: where half the budget pays for it, never over it
+    tail = generous.params["train"]["models"]["efficientnet_lite0_tail"]
+    assert tail["image_size"] == 224 and any(r.startswith("efficientnet_lite0_tail:") for r in generous.reasons)
+    assert "efficientnet_lite0_tail" not in tight.params["train"]["models"]
+    assert any(r.startswith("no fine-tuned tail") for r in tight.reasons)
     assert not any(r.startswith("warning") for r in generous.reasons)
     # a machine half as fast, measured as such, gets the same plan for a budget at the reference speed
     slow = plan(photos, template, budget_s_ref=900, speed=125,
@@ -87,17 +87,20 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert slow.params["train"]["models"] == generous.params["train"]["models"]
 
 
-def test_a_heads_test_stages_cost_one_backbone_pass_per_photo():
-    """A frozen-feature head's folds share their backbone (learn/inference.Ensemble): init costs its
-    test stages at one pass per held-out photo, where a fine-tuned model's take one per fold model."""
-    from fashionclf.serve.init import MEASURED_OVER_MODELLED, head_seconds, testing_seconds
-    costs, schedule = fake_costs("efficientnet_lite0", 224), Schedule(3, 2, 1, 2, 2)
-    every_fold = testing_seconds(costs, schedule, held_out=300, noise_levels=2)
-    assert testing_seconds(costs, schedule, 300, 2, passes=1) * 3 == pytest.approx(every_fold)
-    training = head_seconds(costs, schedule, per_class=100, classes=4, held_out=0, noise_levels=2)
-    assert head_seconds(costs, schedule, 100, 4, 300, 2) == pytest.approx(training + every_fold / 3)
-    # its training: two backbone passes per training photo, once for all folds (learn/head.py)
-    assert training == pytest.approx(2 * 100 * 4 * costs.test * MEASURED_OVER_MODELLED)
+def test_a_tails_cost_one_frozen_pass_per_view_and_its_steps_per_fold():
+    """A fine-tuned tail (learn/tail.py): init costs the frozen part at two backbone passes per training
+    photo, once for all folds; each fold's tail steps over both views an epoch and its validation;
+    and the test stages at one pass of every fold model, as a fine-tuned model's."""
+    from fashionclf.serve.init import MEASURED_OVER_MODELLED, tail_seconds, testing_seconds
+    tail, backbone = fake_costs("efficientnet_lite0_tail", 224), fake_costs("efficientnet_lite0", 224)
+    schedule = Schedule(3, 2, 1, 2, 2)
+    every_fold = testing_seconds(backbone, schedule, held_out=300, noise_levels=2)
+    untested = tail_seconds(tail, backbone, schedule, 3, per_class=100, classes=4, held_out=0, noise_levels=2)
+    assert tail_seconds(tail, backbone, schedule, 3, 100, 4, 300, 2) == pytest.approx(untested + every_fold)
+    one_fold = lambda cost: 3 * (2 * 400 * 2 / 3 * cost[0] + 400 / 3 * cost[1])  # 3 epochs, 400 images
+    frozen = 2 * 400 * backbone.test
+    assert untested == pytest.approx((frozen + one_fold(tail.fold) + one_fold(tail.last)) * MEASURED_OVER_MODELLED)
+    assert tail_seconds(tail, backbone, schedule, 6, 100, 4, 0, 2) == pytest.approx(2 * untested - frozen)
 
 
 def test_init_chooses_the_largest_backbone_the_budget_trains_long_enough():
@@ -170,9 +173,9 @@ def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path, monk
     import fashionclf.serve.init as init_command
 
     def measured(candidates, classes, schedule, rounds, lone):
-        assert rounds == 1 and classes == len(SHOP) and lone == 3
-        assert [name for name, _ in candidates[:lone]] == ["efficientnet_lite0", "efficientnet_lite1",
-                                                          "efficientnet_lite2"]
+        assert rounds == 1 and classes == len(SHOP) and lone == 4  # the three backbones and the tail
+        assert candidates[:lone] == [("efficientnet_lite0", 120), ("efficientnet_lite1", 120),
+                                     ("efficientnet_lite2", 120), ("efficientnet_lite0_tail", 224)]
         return Measured(250.0, {key: fake_costs(*key) for key in candidates})
 
     monkeypatch.setattr(init_command, "measure", measured)

@@ -283,6 +283,47 @@ def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_val
     assert refit["history"] == state["history"] and torch.equal(refit["best_probs"], state["best_probs"])
 
 
+
+def test_a_tail_fine_tunes_only_the_last_block_and_predicts_what_it_validated():
+    """efficientnet_lite0_tail: the frozen part's activations are computed once for every fold (plain,
+    augmented, mirrored with flip TTA) and are what the whole network computes up to its last block;
+    only that block, the final convolution and the classifier change; the kept model, run whole,
+    gives the out-of-fold probabilities the fold reported; a rerun gives the same bytes."""
+    from fashionclf.learn.head import AUGMENTED, MIRRORED, PLAIN
+    from fashionclf.learn.inference import predict_proba
+    from fashionclf.learn.models import build_model
+    from fashionclf.learn.tail import TAIL_BLOCKS, Trunk, fit_tail, tail_features
+    images, labels, _ = toy_data(n_groups=24, variants=2)
+    for i, label in enumerate(labels):  # a signal that ImageNet features see: the class's colour
+        images[i, :, :, label] = 200
+    x, y = to_pixels(images), torch.from_numpy(labels).long()
+    mp = ModelParams(name="efficientnet_lite0_tail", image_size=64, epochs=6, lr=0.003, ema_decay=0.0)
+    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1,
+                                       "flip_tta": True})
+    cpu = torch.device("cpu")
+    features = tail_features(mp, tp, images, 3, cpu, threads=1)
+    assert features.shape == (3, len(images), 192, 2, 2) and features.dtype == np.float32
+    assert not np.array_equal(features[PLAIN], features[AUGMENTED])
+    shipped_model = build_model("efficientnet_lite0", 3, pretrained=True, image_size=64).eval()
+    assert torch.allclose(predict_proba(Trunk(shipped_model), x.flip(-1), 64, cpu, softmax=False),
+                          torch.from_numpy(features[MIRRORED]), atol=1e-5)
+    train_idx, val_idx = np.arange(36), np.arange(36, len(images))
+    model, state = fit_tail(mp, tp, ["a", "b", "c"], torch.from_numpy(features), y, train_idx, val_idx, 0, cpu)
+    shipped, fitted = shipped_model.state_dict(), model.state_dict()
+    assert fitted.keys() == shipped.keys()
+    last = len(shipped_model.net._blocks) - TAIL_BLOCKS
+    tuned = (f"net._blocks.{last}.", "net._conv_head.", "net._bn1.", "net._fc.")
+    assert all(torch.equal(v, shipped[k]) for k, v in fitted.items() if not k.startswith(tuned))
+    assert all(not torch.equal(fitted[k], shipped[k]) for k in
+               (f"net._blocks.{last}._project_conv.weight", "net._conv_head.weight", "net._fc.weight"))
+    assert state["best_accuracy"] > 0.8 and len(state["history"]) >= 2
+    probs = (predict_proba(model, x[36:], 64, cpu) + predict_proba(model, x[36:].flip(-1), 64, cpu)) / 2
+    assert torch.allclose(probs, state["best_probs"], atol=1e-5)
+    again = tail_features(mp, tp, images, 3, cpu, threads=1)
+    assert np.array_equal(again, features)
+    _, refit = fit_tail(mp, tp, ["a", "b", "c"], torch.from_numpy(again), y, train_idx, val_idx, 0, cpu)
+    assert refit["history"] == state["history"] and torch.equal(refit["best_probs"], state["best_probs"])
+
 def kept_epoch(keep_epoch, epochs):
     """The epoch record_epoch keeps from (val_loss, val_accuracy) pairs, and the early-stop count."""
     state, model = new_fold_state(), torch.nn.Linear(2, 2)

@@ -12,9 +12,15 @@ LITE_MODELS = (LITE0, "efficientnet_lite1", "efficientnet_lite2")
 # features computed once per fold (learn/head.py). Cheap and strong on a few thousand real photos.
 HEAD_SUFFIX = "_head"
 HEAD_MODELS = tuple(name + HEAD_SUFFIX for name in LITE_MODELS)
-MODEL_NAMES = TORCHVISION_MODELS + LITE_MODELS + HEAD_MODELS
+# Fine-tuned tails: the same backbone frozen but for its last block and final convolution, which are
+# fine-tuned with the classifier on the frozen part's activations, computed once per stage (learn/tail.py).
+TAIL_SUFFIX = "_tail"
+TAIL_MODELS = tuple(name + TAIL_SUFFIX for name in LITE_MODELS)
+MODEL_NAMES = TORCHVISION_MODELS + LITE_MODELS + HEAD_MODELS + TAIL_MODELS
 
 
 def architecture_of(name: str) -> str:
-    """The network a model name builds: a head model's backbone, else the name itself."""
-    return name.removesuffix(HEAD_SUFFIX) if name in HEAD_MODELS else name
+    """The network a model name builds: a head or tail model's backbone, else the name itself."""
+    if name in HEAD_MODELS:
+        return name.removesuffix(HEAD_SUFFIX)
+    return name.removesuffix(TAIL_SUFFIX) if name in TAIL_MODELS else name

@@ -12,12 +12,13 @@ from tqdm import tqdm
 
 from ..core.errors import DataError, assert_disjoint
 from ..core.params import ModelParams, TrainParams
-from ..core.registry import HEAD_MODELS
+from ..core.registry import HEAD_MODELS, TAIL_MODELS
 from ..core.scoring import classification_metrics, predictions_table
 from ..core.store import atomic_dir
 from .checkpoint import FoldCheckpoint
 from .folds import FoldJob, fold_threads, fold_workers, run_locally, start_worker_server
 from .head import head_features
+from .tail import tail_features
 from .inference import pick_device
 from .models import build_for_weights, count_macs, count_parameters, normalization
 
@@ -90,6 +91,8 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
     data = images
     if model_params.name in HEAD_MODELS:  # its folds share one backbone pass per photo and view
         data = head_features(model_params, train, images, len(categories), device, workers * train.threads)
+    elif model_params.name in TAIL_MODELS:  # ...and a tail's folds one pass of the frozen part
+        data = tail_features(model_params, train, images, len(categories), device, workers * train.threads)
     oof = np.zeros((len(images), len(categories)))
     oof_fold = np.zeros(len(images), dtype=int)
     states = {}

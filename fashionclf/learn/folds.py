@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from ..core.params import ModelParams, TrainParams
-from ..core.registry import HEAD_MODELS
+from ..core.registry import HEAD_MODELS, TAIL_MODELS
 from .head import fit_head
 from .inference import to_pixels
+from .tail import fit_tail
 from .train import train_fold
 
 
@@ -41,13 +42,15 @@ def train_fold_job(job: FoldJob, data, labels: np.ndarray) -> tuple[int, dict, d
     (shared-memory) tensor: the uint8 pixels of every image, each batch of which becomes floats on the
     training device (as_float), bit for bit the values that converting the whole set first gives; for
     a frozen-feature head, every image's features (learn/head.head_features), since it fits only its
-    classifier."""
+    classifier; for a tail, its frozen part's activations (learn/tail.tail_features)."""
     data = data.numpy() if isinstance(data, torch.Tensor) else data
     y = torch.from_numpy(np.array(labels)).long()
     torch.set_num_threads(job.threads)
-    if job.model_params.name in HEAD_MODELS:
-        model, state = fit_head(job.model_params, job.train, job.categories, torch.from_numpy(data), y,
-                                job.train_idx, job.val_idx, job.fold, job.device)
+    frozen = {**dict.fromkeys(HEAD_MODELS, fit_head), **dict.fromkeys(TAIL_MODELS, fit_tail)}
+    if job.model_params.name in frozen:
+        model, state = frozen[job.model_params.name](job.model_params, job.train, job.categories,
+                                                     torch.from_numpy(data), y, job.train_idx, job.val_idx,
+                                                     job.fold, job.device)
     else:
         model, state = train_fold(job.model_params, job.train, job.categories, to_pixels(data[job.train_idx]),
                                   y[job.train_idx], to_pixels(data[job.val_idx]), y[job.val_idx], job.fold,

@@ -32,57 +32,66 @@ from .train import (fold_generators, light_augment, make_optimizer, more_epochs,
                     scaled_lr, take_step, weight_average, weights_copy)
 
 
+def encoded(encoder: nn.Module, pixels: torch.Tensor, batch_size: int, device,
+            augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            progress: Callable[[int], object] | None = None) -> torch.Tensor:
+    """``encoder``'s output for each photo, on the host; ``augment`` maps each batch first, where
+    given; ``progress(n)`` is called after each batch of n photos."""
+    augment = augment or (lambda batch: batch)
+    out = []
+    for start in range(0, len(pixels), batch_size):
+        batch = pixels[start:start + batch_size]
+        out.append(predict_proba(encoder, augment(batch.to(device)), len(batch), device, softmax=False))
+        if progress:
+            progress(len(batch))
+    return torch.cat(out)
+
+
 def frozen_features(model: Normalized, pixels: torch.Tensor, batch_size: int, device,
                     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     progress: Callable[[int], object] | None = None) -> torch.Tensor:
-    """The backbone's pooled features of each photo (the classifier bypassed); ``augment`` maps each
-    batch first, where given; ``progress(n)`` is called after each batch of n photos."""
-    augment = augment or (lambda batch: batch)
+    """The backbone's pooled features of each photo (the classifier bypassed), as ``encoded``."""
     head, model.net._fc = model.net._fc, nn.Identity()
-    out = []
     try:
-        for start in range(0, len(pixels), batch_size):
-            batch = pixels[start:start + batch_size]
-            out.append(predict_proba(model, augment(batch.to(device)), len(batch), device, softmax=False))
-            if progress:
-                progress(len(batch))
-        return torch.cat(out)
+        return encoded(model, pixels, batch_size, device, augment, progress)
     finally:
         model.net._fc = head
 
 
-def head_probabilities(head: nn.Module, features: torch.Tensor, views: int) -> torch.Tensor:
-    """Mean softmax over the views of each photo (features stacked view after view)."""
+def head_probabilities(head: nn.Module, features: torch.Tensor, views: int, batch_size: int = 256) -> torch.Tensor:
+    """Mean softmax over the views of each photo (features stacked view after view), in eval mode."""
+    head.eval()
     with torch.inference_mode():
-        probs = torch.softmax(head(features).float(), dim=1)
+        probs = torch.cat([torch.softmax(head(features[start:start + batch_size]).float(), dim=1)
+                           for start in range(0, len(features), batch_size)])
     return probs.view(views, -1, probs.shape[1]).mean(0)
 
 
 PLAIN, AUGMENTED, MIRRORED = 0, 1, 2  # the views head_features stacks
 
 
-def frozen_backbone(model_params: ModelParams, classes: int, device) -> Normalized:
-    """The pretrained model in eval mode, nothing trainable but its classifier, which starts at zero
-    (a deterministic start at chance, as learn/models.py start_steady)."""
+def frozen_backbone(model_params: ModelParams, classes: int, device,
+                    trainable: Callable[[nn.Module], nn.Module] = lambda net: net._fc) -> Normalized:
+    """The pretrained model in eval mode, nothing trainable but ``trainable(model.net)`` (its
+    classifier, by default), the classifier started at zero (a deterministic start at chance, as
+    learn/models.py start_steady)."""
     model = build_model(model_params.name, classes, pretrained=True, image_size=model_params.image_size)
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    head = model.net._fc
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    head.weight.requires_grad_(True)
-    head.bias.requires_grad_(True)
+    nn.init.zeros_(model.net._fc.weight)
+    nn.init.zeros_(model.net._fc.bias)
+    for p in trainable(model.net).parameters():
+        p.requires_grad_(True)
     return model
 
 
-def head_features(model_params: ModelParams, train: TrainParams, images: np.ndarray, classes: int, device,
-                  threads: int) -> np.ndarray:
-    """Every photo's frozen features, for all folds at once: float32 (views, photos, features), the
+def shared_views(encoder: nn.Module, train: TrainParams, images: np.ndarray, device, threads: int,
+                 desc: str) -> np.ndarray:
+    """``encoder``'s output for every photo, for all folds at once: float32 (views, photos, ...), the
     views PLAIN, AUGMENTED (one draw of the training augmentation, seeded by ``train.seed``) and, with
     ``train.flip_tta``, MIRRORED. Computed with ``threads`` torch threads (the cores the folds would
     use: a fixed count, since float results depend on it)."""
-    model = frozen_backbone(model_params, classes, device)
     gen, noise_gen = fold_generators(train, 0, device)  # one draw for every fold, seeded by train.seed
     views = [None, lambda x: light_augment(x, train, gen, noise_gen)]  # PLAIN, AUGMENTED
     if train.flip_tta:
@@ -90,24 +99,34 @@ def head_features(model_params: ModelParams, train: TrainParams, images: np.ndar
     pixels, before = to_pixels(images), torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with tqdm(total=len(views) * len(images), desc=f"features {model_params.name}", unit="img") as bar:
-            return torch.stack([frozen_features(model, pixels, train.eval_batch_size, device, view, bar.update)
+        with tqdm(total=len(views) * len(images), desc=desc, unit="img") as bar:
+            return torch.stack([encoded(encoder, pixels, train.eval_batch_size, device, view, bar.update)
                                 for view in views]).numpy()
     finally:
         torch.set_num_threads(before)
 
 
+def head_features(model_params: ModelParams, train: TrainParams, images: np.ndarray, classes: int, device,
+                  threads: int) -> np.ndarray:
+    """Every photo's frozen features (shared_views): float32 (views, photos, features)."""
+    model = frozen_backbone(model_params, classes, device)
+    model.net._fc = nn.Identity()
+    return shared_views(model, train, images, device, threads, f"features {model_params.name}")
+
+
 def fit_head(model_params: ModelParams, train: TrainParams, categories, features: torch.Tensor, labels: torch.Tensor,
-             train_idx: np.ndarray, val_idx: np.ndarray, fold: int, device) -> tuple[Normalized, dict]:
+             train_idx: np.ndarray, val_idx: np.ndarray, fold: int, device,
+             trainable: Callable[[nn.Module], nn.Module] = lambda net: net._fc) -> tuple[Normalized, dict]:
     """(the model with its fitted classifier, the fold's state), as learn/train.py's train_fold
-    returns them; ``features`` are head_features' for every photo, ``labels`` every photo's."""
+    returns them; ``features`` are head_features' for every photo, ``labels`` every photo's.
+    ``trainable(model.net)`` is the module fitted on them (a tail's, learn/tail.py)."""
     gen, _ = fold_generators(train, fold, device)
     features, train_idx, val_idx = features.to(device), torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     f_train = torch.cat([features[PLAIN, train_idx], features[AUGMENTED, train_idx]])
     val_views = [PLAIN, MIRRORED] if train.flip_tta else [PLAIN]
     f_val = torch.cat([features[view, val_idx] for view in val_views])
-    model = frozen_backbone(model_params, len(categories), device)
-    head = model.net._fc
+    model = frozen_backbone(model_params, len(categories), device, trainable)
+    head = trainable(model.net)
     state = fit_classifier(head, f_train, labels[train_idx].repeat(2).to(device), f_val, labels[val_idx],
                            len(val_views), model_params.epochs, train, fold, gen, scaled_lr(model_params, train),
                            weight_average(head, model_params.ema_decay))
@@ -129,6 +148,7 @@ def fit_classifier(head: nn.Module, f_train, y_train, f_val, y_val, val_views: i
     evaluated = head if ema is None else ema.module
     state = new_fold_state()
     while more_epochs(state, epochs, train):
+        head.train()  # a tail's BatchNorm and dropout (learn/tail.py); nothing for a linear classifier
         lr_now = scheduler.get_last_lr()[0]
         order = torch.randperm(len(f_train), generator=gen).to(f_train.device)
         total = 0.0

@@ -34,12 +34,19 @@ class Workload:
         """``name`` as cv_train trains it: the project's model and optimizer, channels-last."""
         import torch
 
+        from ..core.registry import TAIL_MODELS
         from .models import build_model
         from .train import make_optimizer
         torch.manual_seed(0)
         model = build_model(name, classes, pretrained=False, image_size=image_size).to(
             memory_format=torch.channels_last)
         x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+        if name in TAIL_MODELS:  # a tail's folds train and validate on the frozen part's activations
+            from .tail import Tail, Trunk
+            with torch.inference_mode():
+                shape = Trunk(model.eval())(x[:1]).shape[1:]
+            x = torch.rand(batch, *shape).contiguous(memory_format=torch.channels_last)
+            model = Tail(model.net)
         return cls(model, make_optimizer(model, 1e-3), x, torch.arange(batch) % classes)
 
     def train_step(self):
