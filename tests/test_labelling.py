@@ -90,13 +90,17 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
 def test_a_tails_cost_one_frozen_pass_per_view_and_its_steps_per_fold():
     """A fine-tuned tail (learn/tail.py): init costs the frozen part at two backbone passes per training
     photo, once for all folds; each fold's tail steps over both views an epoch and its validation;
-    and the test stages at one pass of every fold model, as a fine-tuned model's."""
+    and the test stages at one backbone pass per held-out image and every fold's tail on its output
+    (learn/inference.Ensemble)."""
     from fashionclf.serve.init import MEASURED_OVER_MODELLED, tail_seconds, testing_seconds
     tail, backbone = fake_costs("efficientnet_lite0_tail", 224), fake_costs("efficientnet_lite0", 224)
     schedule = Schedule(3, 2, 1, 2, 2)
-    every_fold = testing_seconds(backbone, schedule, held_out=300, noise_levels=2)
+    one_pass = testing_seconds(backbone, schedule, held_out=300, noise_levels=2, passes=1)
+    assert one_pass == pytest.approx(300 * 4 * backbone.test)  # test, calibration and two noise levels
+    tails = 3 * 300 * 4 * tail.test
     untested = tail_seconds(tail, backbone, schedule, 3, per_class=100, classes=4, held_out=0, noise_levels=2)
-    assert tail_seconds(tail, backbone, schedule, 3, 100, 4, 300, 2) == pytest.approx(untested + every_fold)
+    assert tail_seconds(tail, backbone, schedule, 3, 100, 4, 300, 2) == pytest.approx(
+        untested + (one_pass + tails) * MEASURED_OVER_MODELLED)
     one_fold = lambda cost: 3 * (2 * 400 * 2 / 3 * cost[0] + 400 / 3 * cost[1])  # 3 epochs, 400 images
     frozen = 2 * 400 * backbone.test
     assert untested == pytest.approx((frozen + one_fold(tail.fold) + one_fold(tail.last)) * MEASURED_OVER_MODELLED)

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from conftest import cli, make_image, python_cmd, run
@@ -182,33 +183,40 @@ def test_the_shift_check_warns_on_a_shifted_batch_only():
     assert "lowest confidences" in unsure and "brightness" not in unsure
 
 
-def head_folds(folder, folds=3, canvas=32, differ_in=None):
-    """Fold checkpoints of efficientnet_lite0_head as learn/head.py writes them: the shipped backbone
-    and a classifier of each fold's own (``differ_in``: one fold whose backbone was changed too)."""
+def frozen_folds(folder, kind, folds=3, canvas=32, differ_in=None):
+    """Fold checkpoints of efficientnet_lite0_head or _tail (``kind``) as learn/head.py and
+    learn/tail.py write them: the shipped backbone, and each fold's own classifier (and, for a tail,
+    last block); ``differ_in``: one fold whose shared part was changed too."""
     import torch
     from fashionclf.learn.checkpoint import FoldCheckpoint
     from fashionclf.learn.cv import preprocessing_of
     from fashionclf.core.params import ModelParams
     from fashionclf.learn.models import build_model
     folder.mkdir()
-    params = ModelParams(name="efficientnet_lite0_head", image_size=canvas, epochs=1, lr=0.001, ema_decay=0.0)
+    params = ModelParams(name=f"efficientnet_lite0_{kind}", image_size=canvas, epochs=1, lr=0.001, ema_decay=0.0)
     model = build_model(params.name, 3, pretrained=True, image_size=canvas)
     for k in range(folds):
         state = {key: value.clone() for key, value in model.state_dict().items()}
         gen = torch.Generator().manual_seed(k)
-        state["net._fc.weight"] = torch.randn(state["net._fc.weight"].shape, generator=gen) * 0.05
+        own = ["net._fc.weight"] + (["net._blocks.15._project_conv.weight", "net._conv_head.weight"]
+                                    if kind == "tail" else [])
+        for key in own:
+            state[key] = state[key] + torch.randn(state[key].shape, generator=gen) * 0.05
         if k == differ_in:
-            state["net._conv_head.weight"] += 1e-3
+            state["net._blocks.3._project_conv.weight"] += 1e-3
         FoldCheckpoint(params.name, state, ["bags", "clothing", "shoes"],
                        preprocessing_of(params, np.zeros((1, canvas, canvas, 3))), {}, k, 1, 0.5).save(
             folder / f"fold{k}.pt")
     return folder
 
 
-def test_frozen_head_folds_share_one_backbone_pass_with_the_same_probabilities(tmp_path):
-    """A frozen-feature head's folds differ only in their classifier: the ensemble runs the backbone
-    once per image (and per flipped view) and gives the bits that every fold model run alone gives;
-    folds whose backbones differ run one by one. The export computes the same."""
+@pytest.mark.parametrize("kind", ["head", "tail"])
+def test_frozen_folds_share_one_pass_of_their_common_part_with_the_same_probabilities(tmp_path, kind):
+    """A frozen-feature head's folds differ only in their classifier, a tail's in their last block,
+    final convolution and classifier: the ensemble runs the common part once per image (and per
+    flipped view) and gives what every fold model run alone gives (the same bits for a head; a
+    tail's end is fused apart from its trunk, to float rounding); folds whose shared parts differ
+    run one by one. The export computes the same."""
     import torch
     from fashionclf.learn.checkpoint import load_folds
     from fashionclf.learn.inference import Ensemble
@@ -224,7 +232,7 @@ def test_frozen_head_folds_share_one_backbone_pass_with_the_same_probabilities(t
 
     x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for differ_in in (None, 1):
-        folder = head_folds(tmp_path / f"differ_{differ_in}", differ_in=differ_in)
+        folder = frozen_folds(tmp_path / f"differ_{differ_in}", kind, differ_in=differ_in)
         checkpoints = load_folds(folder)
         ensemble = Ensemble(checkpoints)
         assert ensemble.shared == (differ_in is None) and ensemble.folds == 3
@@ -232,7 +240,8 @@ def test_frozen_head_folds_share_one_backbone_pass_with_the_same_probabilities(t
         for flip_tta in (False, True):
             ensemble.flip_tta = flip_tta
             with torch.no_grad():
-                assert torch.equal(ensemble(x), fold_by_fold(checkpoints, x, flip_tta))
+                shared, alone = ensemble(x), fold_by_fold(checkpoints, x, flip_tta)
+            assert torch.equal(shared, alone) if kind == "head" else torch.allclose(shared, alone, atol=1e-6)
     shared = tmp_path / "differ_None"
     labels = export_onnx(shared, tmp_path / "export")
     assert labels["folds"] == 3

@@ -291,8 +291,8 @@ def test_a_tail_fine_tunes_only_the_last_block_and_predicts_what_it_validated():
     gives the out-of-fold probabilities the fold reported; a rerun gives the same bytes."""
     from fashionclf.learn.head import AUGMENTED, MIRRORED, PLAIN
     from fashionclf.learn.inference import predict_proba
-    from fashionclf.learn.models import build_model
-    from fashionclf.learn.tail import TAIL_BLOCKS, Trunk, fit_tail, tail_features
+    from fashionclf.learn.models import TAIL_BLOCKS, build_model, lite_trunk
+    from fashionclf.learn.tail import fit_tail, tail_features
     images, labels, _ = toy_data(n_groups=24, variants=2)
     for i, label in enumerate(labels):  # a signal that ImageNet features see: the class's colour
         images[i, :, :, label] = 200
@@ -305,7 +305,7 @@ def test_a_tail_fine_tunes_only_the_last_block_and_predicts_what_it_validated():
     assert features.shape == (3, len(images), 192, 2, 2) and features.dtype == np.float32
     assert not np.array_equal(features[PLAIN], features[AUGMENTED])
     shipped_model = build_model("efficientnet_lite0", 3, pretrained=True, image_size=64).eval()
-    assert torch.allclose(predict_proba(Trunk(shipped_model), x.flip(-1), 64, cpu, softmax=False),
+    assert torch.allclose(predict_proba(lite_trunk(shipped_model), x.flip(-1), 64, cpu, softmax=False),
                           torch.from_numpy(features[MIRRORED]), atol=1e-5)
     train_idx, val_idx = np.arange(36), np.arange(36, len(images))
     model, state = fit_tail(mp, tp, ["a", "b", "c"], torch.from_numpy(features), y, train_idx, val_idx, 0, cpu)

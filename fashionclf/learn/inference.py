@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import ParamError
-from ..core.registry import HEAD_MODELS
+from ..core.registry import HEAD_MODELS, TAIL_MODELS
 from .checkpoint import FoldCheckpoint, load_folds
-from .models import build_for_weights, fuse_batchnorm
+from .models import (LiteTail, Normalized, build_for_weights, fuse_batchnorm, fused_network, lite_trunk,
+                     tuned_prefixes)
 
 
 def set_threads(threads: int) -> None:
@@ -100,23 +101,31 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int, device: to
 CLASSIFIER = "net._fc."  # a frozen-feature head's classifier, the only weights its folds fit
 
 
-def shares_backbone(checkpoints: list[FoldCheckpoint]) -> bool:
-    """Whether the folds are frozen-feature heads whose weights differ only in the classifier (as
-    learn/head.py fits them): then one backbone pass serves every fold, a ``folds``-th of the cost."""
-    if len(checkpoints) < 2 or checkpoints[0].model_name not in HEAD_MODELS:
-        return False
+def fold_parts(checkpoints: list[FoldCheckpoint], architecture: Normalized) -> tuple[str, ...]:
+    """The state_dict prefixes in which the folds differ, where they share every other weight bit
+    for bit: a frozen-feature head's classifier (learn/head.py) or a fine-tuned tail's end
+    (learn/tail.py). Then the shared part serves every fold in one pass, a ``folds``-th of its cost.
+    () where the folds share nothing (fine-tuned models, one fold, or folds changed elsewhere)."""
+    name = checkpoints[0].model_name
+    if len(checkpoints) < 2 or name not in HEAD_MODELS + TAIL_MODELS:
+        return ()
+    parts = (CLASSIFIER,) if name in HEAD_MODELS else tuned_prefixes(architecture.net)
     first = checkpoints[0].state_dict
-    return all(ckpt.state_dict.keys() == first.keys()
-               and all(torch.equal(value, first[key]) for key, value in ckpt.state_dict.items()
-                       if not key.startswith(CLASSIFIER))
-               for ckpt in checkpoints[1:])
+    shared = all(ckpt.state_dict.keys() == first.keys()
+                 and all(torch.equal(value, first[key]) for key, value in ckpt.state_dict.items()
+                         if not key.startswith(parts))
+                 for ckpt in checkpoints[1:])
+    return parts if shared else ()
 
 
-def fold_classifier(checkpoint: FoldCheckpoint, architecture: nn.Module) -> nn.Module:
-    classifier = copy.deepcopy(architecture.net._fc)
-    classifier.load_state_dict({key.removeprefix(CLASSIFIER): value for key, value in checkpoint.state_dict.items()
-                                if key.startswith(CLASSIFIER)})
-    return classifier.eval()
+def fold_end(checkpoint: FoldCheckpoint, architecture: Normalized, fused: bool) -> nn.Module:
+    """One fold's own part: a head's classifier, or a tail (BatchNorm folded in, where ``fused``)."""
+    model = copy.deepcopy(architecture)
+    model.load_state_dict(checkpoint.state_dict)
+    if checkpoint.model_name in HEAD_MODELS:
+        return model.net._fc.eval()
+    tail = LiteTail(model.net).eval()
+    return (fused_network(tail) if fused else tail).to(memory_format=torch.channels_last)
 
 
 class Ensemble(nn.Module):
@@ -131,9 +140,10 @@ class Ensemble(nn.Module):
     the mirrored image, and the mean is over both; twice the inference, for the test stages, predict
     and the export alike, so the review threshold is chosen on what serving computes.
 
-    Frozen-feature heads (learn/head.py) are fold models that share their backbone bit for bit: it
-    runs once per image and each fold's classifier reads its features (``shared``), the same
-    probabilities as running every fold model, for a ``folds``-th of the backbone's work."""
+    Frozen-feature heads (learn/head.py) are fold models that share their backbone bit for bit, and
+    fine-tuned tails (learn/tail.py) all but their last block and final convolution: that shared
+    part runs once per image and each fold's own part reads its output (``shared``), the same
+    probabilities as running every fold model, for a ``folds``-th of the shared part's work."""
 
     def __init__(self, checkpoints: list[FoldCheckpoint], fused: bool = True):
         super().__init__()
@@ -146,18 +156,20 @@ class Ensemble(nn.Module):
         self.folds = len(checkpoints)
         self.image_size = self.preprocessing["image_size"]
         architecture = build_for_weights(self.name, len(self.categories), self.image_size)
-        shared = shares_backbone(checkpoints)
+        shared = bool(fold_parts(checkpoints, architecture))
         models = []
         for ckpt in checkpoints[:1] if shared else checkpoints:
             model = copy.deepcopy(architecture)  # 4x faster than another random initialisation (resnet50)
             model.load_state_dict(ckpt.state_dict)
+            if shared and self.name in TAIL_MODELS:
+                model = lite_trunk(model)
             model = fuse_batchnorm(model.eval()) if fused else model.eval()
             models.append(model.to(memory_format=torch.channels_last))
         self.models = nn.ModuleList(models)
-        # frozen-feature heads: the backbone once, and each fold's classifier on its features
-        self.classifiers = nn.ModuleList([fold_classifier(ckpt, architecture) for ckpt in checkpoints]
-                                         if shared else [])
-        if shared:
+        # shared folds: their common part once (models[0]), then each fold's own part on its output
+        self.fold_ends = nn.ModuleList([fold_end(ckpt, architecture, fused) for ckpt in checkpoints]
+                                       if shared else [])
+        if shared and self.name in HEAD_MODELS:
             models[0].net._fc = nn.Identity()
         self.flip_tta = bool(self.preprocessing.get("flip_tta", False))
         self.eval()
@@ -168,15 +180,15 @@ class Ensemble(nn.Module):
 
     @property
     def shared(self) -> bool:
-        """Whether the folds share one backbone (frozen-feature heads), run once per image."""
-        return len(self.classifiers) > 0
+        """Whether the folds share their backbone (heads) or its frozen part (tails), run once per image."""
+        return len(self.fold_ends) > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         views = [x, x.flip(-1)] if self.flip_tta else [x]
         if self.shared:  # the same outputs, in the same order, as running every fold model
             features = [self.models[0](view) for view in views]
-            return torch.stack([torch.softmax(classifier(f).float(), dim=1)
-                                for classifier in self.classifiers for f in features]).mean(0)
+            return torch.stack([torch.softmax(end(f).float(), dim=1)
+                                for end in self.fold_ends for f in features]).mean(0)
         return torch.stack([torch.softmax(model(view).float(), dim=1)
                             for model in self.models for view in views]).mean(0)
 

@@ -68,7 +68,13 @@ def fuse_batchnorm(model: Normalized) -> Normalized:
     ``fuse_conv_bn_eval``) matching subclasses too. Outputs agree to about 1e-5. Inference measured
     1.2-1.5x faster for mobilenet_v2, efficientnet_b0 and efficientnet_lite0, no change for the resnets.
     """
-    graph_module = fx.GraphModule(model.net, _ConvLeafTracer().trace(model.net.eval()))
+    model.net = fused_network(model.net)
+    return model
+
+
+def fused_network(net: nn.Module) -> fx.GraphModule:
+    """``net`` (in eval mode) with every BatchNorm2d folded into its convolution (fuse_batchnorm)."""
+    graph_module = fx.GraphModule(net, _ConvLeafTracer().trace(net.eval()))
     modules = dict(graph_module.named_modules())
     for node in list(graph_module.graph.nodes):
         conv_node = node.args[0] if node.args else None
@@ -85,8 +91,59 @@ def fuse_batchnorm(model: Normalized) -> Normalized:
     graph_module.graph.lint()
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()
-    model.net = graph_module
-    return model
+    return graph_module
+
+
+TAIL_BLOCKS = 1  # a fine-tuned tail's blocks (learn/tail.py): lite0-lite2's last, a 320/352-channel block
+
+
+class LiteTrunk(nn.Module):
+    """The frozen part of a lite network under a fine-tuned tail: the stem and every block but the
+    last TAIL_BLOCKS, its own modules (not copies), run as the network's forward runs them in eval."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem, self.bn0, self.swish = net._conv_stem, net._bn0, net._swish
+        self.blocks = nn.ModuleList(net._blocks[:-TAIL_BLOCKS])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.swish(self.bn0(self.stem(x)))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class LiteTail(nn.Module):
+    """The fine-tuned end of a lite network, its own modules (not copies): the last TAIL_BLOCKS
+    blocks, the final convolution, pooling and the classifier, run as the network's forward runs them."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.blocks = nn.ModuleList(net._blocks[-TAIL_BLOCKS:])
+        self.first, self.count = len(net._blocks) - TAIL_BLOCKS, len(net._blocks)
+        self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
+        self.conv_head, self.bn1, self.swish = net._conv_head, net._bn1, net._swish
+        self.pool, self.dropout, self.fc = net._avg_pooling, net._dropout, net._fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, block in enumerate(self.blocks, start=self.first):
+            x = block(x, drop_connect_rate=self.drop_connect_rate * k / self.count)
+        x = self.swish(self.bn1(self.conv_head(x)))
+        return self.fc(self.dropout(self.pool(x).flatten(1)))
+
+
+def lite_trunk(model: Normalized) -> Normalized:
+    """The model's frozen part with its resize and normalisation: photos in, the tail's input out."""
+    trunk = Normalized(LiteTrunk(model.net), model.mean.flatten().tolist(), model.std.flatten().tolist(),
+                       model.image_size)
+    return trunk.to(model.mean.device)
+
+
+def tuned_prefixes(net: nn.Module) -> tuple[str, ...]:
+    """The state_dict keys' prefixes (of the Normalized model) that a fine-tuned tail changes."""
+    first = len(net._blocks) - TAIL_BLOCKS
+    return tuple(f"net._blocks.{k}." for k in range(first, len(net._blocks))) + (
+        "net._conv_head.", "net._bn1.", "net._fc.")
 
 
 def torchvision_models() -> types.ModuleType:

@@ -42,11 +42,11 @@ class Workload:
             memory_format=torch.channels_last)
         x = torch.rand(batch, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
         if name in TAIL_MODELS:  # a tail's folds train and validate on the frozen part's activations
-            from .tail import Tail, Trunk
+            from .models import LiteTail, lite_trunk
             with torch.inference_mode():
-                shape = Trunk(model.eval())(x[:1]).shape[1:]
+                shape = lite_trunk(model.eval())(x[:1]).shape[1:]
             x = torch.rand(batch, *shape).contiguous(memory_format=torch.channels_last)
-            model = Tail(model.net)
+            model = LiteTail(model.net)
         return cls(model, make_optimizer(model, 1e-3), x, torch.arange(batch) % classes)
 
     def train_step(self):

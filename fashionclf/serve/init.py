@@ -123,7 +123,8 @@ def tail_seconds(tail: Costs, backbone: Costs, schedule: Schedule, epochs: int, 
     training photo twice (as it is and augmented) in the stage process on the folds' cores, costed as
     the whole backbone's inference on as many threads (the test stages'), which it nearly is; each
     fold's tail steps over both views an epoch and its validation (``tail``'s costs, measured on the
-    frozen part's activations), round after round; every fold model whole over the held-out images."""
+    frozen part's activations), round after round; in the test stages the frozen part once per
+    held-out image and every fold's tail on its output (learn/inference.Ensemble)."""
     trainval = per_class * classes
 
     def fold(cost):
@@ -133,7 +134,9 @@ def tail_seconds(tail: Costs, backbone: Costs, schedule: Schedule, epochs: int, 
 
     training = schedule.full_rounds * fold(tail.fold) + (fold(tail.last) if schedule.last_threads else 0.0)
     frozen = 2 * trainval * backbone.test
-    return (frozen + training + testing_seconds(backbone, schedule, held_out, noise_levels)) * MEASURED_OVER_MODELLED
+    testing = testing_seconds(backbone, schedule, held_out, noise_levels, passes=1) \
+        + testing_seconds(tail, schedule, held_out, noise_levels)
+    return (frozen + training + testing) * MEASURED_OVER_MODELLED
 
 
 def photo_canvas(photos: PhotoFolder) -> int:
