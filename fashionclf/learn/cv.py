@@ -18,9 +18,9 @@ from ..core.store import atomic_dir
 from .checkpoint import FoldCheckpoint
 from .folds import FoldJob, fold_threads, fold_workers, run_locally, start_worker_server
 from .head import head_features
-from .tail import tail_features
 from .inference import pick_device
 from .models import build_for_weights, count_macs, count_parameters, normalization
+from .tail import tail_features
 
 
 def grouped_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int):

@@ -101,21 +101,19 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int, device: to
 CLASSIFIER = "net._fc."  # a frozen-feature head's classifier, the only weights its folds fit
 
 
-def fold_parts(checkpoints: list[FoldCheckpoint], architecture: Normalized) -> tuple[str, ...]:
-    """The state_dict prefixes in which the folds differ, where they share every other weight bit
-    for bit: a frozen-feature head's classifier (learn/head.py) or a fine-tuned tail's end
-    (learn/tail.py). Then the shared part serves every fold in one pass, a ``folds``-th of its cost.
-    () where the folds share nothing (fine-tuned models, one fold, or folds changed elsewhere)."""
+def shares_frozen_part(checkpoints: list[FoldCheckpoint], architecture: Normalized) -> bool:
+    """Whether the folds differ only where they were fitted, sharing every other weight bit for bit:
+    a frozen-feature head's classifier (learn/head.py) or a fine-tuned tail's end (learn/tail.py).
+    Then the shared part serves every fold in one pass, a ``folds``-th of its cost."""
     name = checkpoints[0].model_name
     if len(checkpoints) < 2 or name not in HEAD_MODELS + TAIL_MODELS:
-        return ()
-    parts = (CLASSIFIER,) if name in HEAD_MODELS else tuned_prefixes(architecture.net)
+        return False
+    fitted = (CLASSIFIER,) if name in HEAD_MODELS else tuned_prefixes(architecture.net)
     first = checkpoints[0].state_dict
-    shared = all(ckpt.state_dict.keys() == first.keys()
-                 and all(torch.equal(value, first[key]) for key, value in ckpt.state_dict.items()
-                         if not key.startswith(parts))
-                 for ckpt in checkpoints[1:])
-    return parts if shared else ()
+    return all(ckpt.state_dict.keys() == first.keys()
+               and all(torch.equal(value, first[key]) for key, value in ckpt.state_dict.items()
+                       if not key.startswith(fitted))
+               for ckpt in checkpoints[1:])
 
 
 def fold_end(checkpoint: FoldCheckpoint, architecture: Normalized, fused: bool) -> nn.Module:
@@ -156,7 +154,7 @@ class Ensemble(nn.Module):
         self.folds = len(checkpoints)
         self.image_size = self.preprocessing["image_size"]
         architecture = build_for_weights(self.name, len(self.categories), self.image_size)
-        shared = bool(fold_parts(checkpoints, architecture))
+        shared = shares_frozen_part(checkpoints, architecture)
         models = []
         for ckpt in checkpoints[:1] if shared else checkpoints:
             model = copy.deepcopy(architecture)  # 4x faster than another random initialisation (resnet50)
