@@ -72,6 +72,11 @@ def test_onnx_export_matches_the_pytorch_ensemble(tiny_project):
             expected = ensemble(x).numpy()
         got = onnx(x)
         assert got.shape == (batch, 3) and np.abs(got - expected).max() < 1e-4
+    import onnx as onnx_lib
+    from fashionclf.serve.export import STACK_TRACE
+    proto = onnx_lib.load(str(tiny_project / "export/model.onnx"))  # no line numbers in its bytes
+    assert not any(entry.key == STACK_TRACE for node in proto.graph.node for entry in node.metadata_props)
+    assert any(entry.key == "namespace" for entry in proto.graph.node[0].metadata_props)
 
 
 def test_flip_tta_is_mirror_invariant_and_exports_the_same(tiny_project):

@@ -244,6 +244,32 @@ def test_folds_on_ray_are_byte_identical_to_the_local_pool(tmp_path, monkeypatch
         assert (tmp_path / "ray" / f"fold{k}.pt").read_bytes() == (tmp_path / "local" / f"fold{k}.pt").read_bytes()
 
 
+def coloured_toy(name: str, image_size: int, epochs: int, lr: float):
+    """Toy images whose class is a colour, which ImageNet features see; the model's params and a
+    train recipe with flip TTA, for a frozen-feature head or a tail: (images, x, y, mp, tp)."""
+    images, labels, _ = toy_data(n_groups=24, variants=2)
+    for i, label in enumerate(labels):
+        images[i, :, :, label] = 200
+    mp = ModelParams(name=name, image_size=image_size, epochs=epochs, lr=lr, ema_decay=0.0)
+    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1,
+                                       "flip_tta": True})
+    return images, to_pixels(images), torch.from_numpy(labels).long(), mp, tp
+
+
+def assert_kept_and_repeatable(fit, compute, images, x, y, mp, tp, model, state, features, atol):
+    """The kept model, run whole on both views (flip TTA), gives the out-of-fold probabilities the
+    fold reported; computing the shared features and fitting again give the same bytes."""
+    from fashionclf.learn.inference import predict_proba
+    cpu = torch.device("cpu")
+    probs = (predict_proba(model, x[36:], 64, cpu) + predict_proba(model, x[36:].flip(-1), 64, cpu)) / 2
+    assert torch.allclose(probs, state["best_probs"], atol=atol)
+    again = compute(mp, tp, images, 3, cpu, threads=1)
+    assert np.array_equal(again, features)
+    _, refit = fit(mp, tp, ["a", "b", "c"], torch.from_numpy(again), y, np.arange(36), np.arange(36, len(images)),
+                   0, cpu)
+    assert refit["history"] == state["history"] and torch.equal(refit["best_probs"], state["best_probs"])
+
+
 def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_validated():
     """efficientnet_lite0_head: the features are computed once for every fold (plain, augmented,
     mirrored with flip TTA), the ImageNet backbone stays as shipped, the classifier learns the toy
@@ -252,13 +278,7 @@ def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_val
     from fashionclf.learn.head import AUGMENTED, MIRRORED, PLAIN, fit_head, head_features
     from fashionclf.learn.inference import predict_proba
     from fashionclf.learn.models import build_model
-    images, labels, _ = toy_data(n_groups=24, variants=2)
-    for i, label in enumerate(labels):  # a signal that ImageNet features see: the class's colour
-        images[i, :, :, label] = 200
-    x, y = to_pixels(images), torch.from_numpy(labels).long()
-    mp = ModelParams(name="efficientnet_lite0_head", image_size=32, epochs=15, lr=0.05, ema_decay=0.0)
-    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1,
-                                       "flip_tta": True})
+    images, x, y, mp, tp = coloured_toy("efficientnet_lite0_head", image_size=32, epochs=15, lr=0.05)
     cpu = torch.device("cpu")
     features = head_features(mp, tp, images, 3, cpu, threads=1)
     assert features.shape == (3, len(images), 1280) and features.dtype == np.float32
@@ -275,12 +295,7 @@ def test_a_frozen_feature_head_fits_only_the_classifier_and_predicts_what_it_val
     assert all(torch.equal(v, shipped[k]) for k, v in fitted.items() if not k.startswith("net._fc."))
     assert fitted["net._fc.weight"].abs().sum() > 0
     assert state["best_accuracy"] > 0.8 and len(state["history"]) >= 2
-    probs = (predict_proba(model, x[36:], 64, cpu) + predict_proba(model, x[36:].flip(-1), 64, cpu)) / 2
-    assert torch.allclose(probs, state["best_probs"], atol=1e-6)
-    again = head_features(mp, tp, images, 3, cpu, threads=1)
-    assert np.array_equal(again, features)
-    _, refit = fit_head(mp, tp, ["a", "b", "c"], torch.from_numpy(again), y, train_idx, val_idx, 0, cpu)
-    assert refit["history"] == state["history"] and torch.equal(refit["best_probs"], state["best_probs"])
+    assert_kept_and_repeatable(fit_head, head_features, images, x, y, mp, tp, model, state, features, atol=1e-6)
 
 
 
@@ -293,13 +308,7 @@ def test_a_tail_fine_tunes_only_the_last_block_and_predicts_what_it_validated():
     from fashionclf.learn.inference import predict_proba
     from fashionclf.learn.models import TAIL_BLOCKS, build_model, lite_trunk
     from fashionclf.learn.tail import fit_tail, tail_features
-    images, labels, _ = toy_data(n_groups=24, variants=2)
-    for i, label in enumerate(labels):  # a signal that ImageNet features see: the class's colour
-        images[i, :, :, label] = 200
-    x, y = to_pixels(images), torch.from_numpy(labels).long()
-    mp = ModelParams(name="efficientnet_lite0_tail", image_size=64, epochs=6, lr=0.003, ema_decay=0.0)
-    tp = TINY_TRAIN.model_copy(update={"folds": 2, "batch_size": 16, "patience": 3, "noise_aug_sigma": 0.1,
-                                       "flip_tta": True})
+    images, x, y, mp, tp = coloured_toy("efficientnet_lite0_tail", image_size=64, epochs=6, lr=0.003)
     cpu = torch.device("cpu")
     features = tail_features(mp, tp, images, 3, cpu, threads=1)
     assert features.shape == (3, len(images), 192, 2, 2) and features.dtype == np.float32
@@ -317,12 +326,7 @@ def test_a_tail_fine_tunes_only_the_last_block_and_predicts_what_it_validated():
     assert all(not torch.equal(fitted[k], shipped[k]) for k in
                (f"net._blocks.{last}._project_conv.weight", "net._conv_head.weight", "net._fc.weight"))
     assert state["best_accuracy"] > 0.8 and len(state["history"]) >= 2
-    probs = (predict_proba(model, x[36:], 64, cpu) + predict_proba(model, x[36:].flip(-1), 64, cpu)) / 2
-    assert torch.allclose(probs, state["best_probs"], atol=1e-5)
-    again = tail_features(mp, tp, images, 3, cpu, threads=1)
-    assert np.array_equal(again, features)
-    _, refit = fit_tail(mp, tp, ["a", "b", "c"], torch.from_numpy(again), y, train_idx, val_idx, 0, cpu)
-    assert refit["history"] == state["history"] and torch.equal(refit["best_probs"], state["best_probs"])
+    assert_kept_and_repeatable(fit_tail, tail_features, images, x, y, mp, tp, model, state, features, atol=1e-5)
 
 def kept_epoch(keep_epoch, epochs):
     """The epoch record_epoch keeps from (val_loss, val_accuracy) pairs, and the early-stop count."""
