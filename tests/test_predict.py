@@ -221,7 +221,8 @@ def test_frozen_folds_share_one_pass_of_their_common_part_with_the_same_probabil
     final convolution and classifier: the ensemble runs the common part once per image (and per
     flipped view) and gives what every fold model run alone gives (the same bits for a head; a
     tail's end is fused apart from its trunk, to float rounding); folds whose shared parts differ
-    run one by one. The export computes the same."""
+    run one by one. The export computes the same (checked on the tail, whose shared path holds the
+    head's and more: an export costs seconds)."""
     import torch
     from fashionclf.learn.checkpoint import load_folds
     from fashionclf.learn.inference import Ensemble
@@ -247,6 +248,8 @@ def test_frozen_folds_share_one_pass_of_their_common_part_with_the_same_probabil
             with torch.no_grad():
                 shared, alone = ensemble(x), fold_by_fold(checkpoints, x, flip_tta)
             assert torch.equal(shared, alone) if kind == "head" else torch.allclose(shared, alone, atol=1e-6)
+    if kind == "head":
+        return
     shared = tmp_path / "differ_None"
     labels = export_onnx(shared, tmp_path / "export")
     assert labels["folds"] == 3
