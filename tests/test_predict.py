@@ -229,8 +229,7 @@ def test_frozen_folds_share_one_pass_of_their_common_part_with_the_same_probabil
     from fashionclf.learn.onnx_runner import OnnxEnsemble
     from fashionclf.serve.export import export_onnx
 
-    def fold_by_fold(checkpoints, x, flip_tta):
-        singles = [Ensemble([ckpt]) for ckpt in checkpoints]  # one fold each: nothing to share
+    def fold_by_fold(singles, x, flip_tta):
         views = [x, x.flip(-1)] if flip_tta else [x]
         with torch.no_grad():
             return torch.stack([torch.softmax(single.models[0](view).float(), dim=1)
@@ -243,10 +242,11 @@ def test_frozen_folds_share_one_pass_of_their_common_part_with_the_same_probabil
         ensemble = Ensemble(checkpoints)
         assert ensemble.shared == (differ_in is None) and ensemble.folds == 3
         assert len(ensemble.models) == (1 if differ_in is None else 3)
+        singles = [Ensemble([ckpt]) for ckpt in checkpoints]  # one fold each: nothing to share
         for flip_tta in (False, True):
             ensemble.flip_tta = flip_tta
             with torch.no_grad():
-                shared, alone = ensemble(x), fold_by_fold(checkpoints, x, flip_tta)
+                shared, alone = ensemble(x), fold_by_fold(singles, x, flip_tta)
             assert torch.equal(shared, alone) if kind == "head" else torch.allclose(shared, alone, atol=1e-6)
     if kind == "head":
         return
