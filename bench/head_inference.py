@@ -25,7 +25,7 @@ from fashionclf.core.registry import HEAD_MODELS, TAIL_MODELS
 from fashionclf.learn.checkpoint import FoldCheckpoint
 from fashionclf.learn.cv import preprocessing_of
 from fashionclf.learn.inference import Ensemble, set_threads
-from fashionclf.learn.models import build_model, tuned_prefixes
+from fashionclf.learn.models import build_model, fitted_prefixes
 from fashionclf.serve.init import PHOTO_CANVAS, TAIL_SIZE
 
 CATEGORIES = [f"c{k}" for k in range(10)]
@@ -36,7 +36,7 @@ def fold_checkpoints(name: str, folds: int) -> list[FoldCheckpoint]:
     model = build_model(name, len(CATEGORIES), pretrained=True, image_size=TAIL_SIZE)
     state = model.state_dict()
     preprocessing = preprocessing_of(model_params, np.zeros((1, PHOTO_CANVAS, PHOTO_CANVAS, 3)))
-    fitted = ("net._fc.",) if name in HEAD_MODELS else tuned_prefixes(model.net)
+    fitted = fitted_prefixes(name, model.net)
     checkpoints = []
     for k in range(folds):
         gen = torch.Generator().manual_seed(k)

@@ -7,8 +7,9 @@ Both folders hold one sub-folder per category (as bench/real_photos.py takes). T
 letterboxed onto init's 128 px canvas (clean's decode) and the network sees them at 224 px. For each
 first tuned block, the frozen part computes each shop photo's activations as it is and once with the
 training augmentation of params.yaml, and each unseen photo's once; then the blocks from there on,
-the final convolution and a classifier started at zero train on all the shop photos (Adam, the
-one-cycle schedule, batch 32, one of the two views of each photo an epoch), and it prints the unseen
+the final convolution and a classifier started at zero (learn/models.py LiteTrunk and LiteTail from
+that block) train on all the shop photos (Adam, the one-cycle schedule, batch 32, one of the two
+views of each photo an epoch, where cv_train's folds take both), and it prints the unseen
 photos' accuracy with its 95% interval after each epoch, and the seconds each part took. One
 split, no folds: what the recipe reaches, not what the pipeline reports.
 """
@@ -24,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fashionclf.core.params import TrainParams  # noqa: E402
-from fashionclf.learn.models import build_model  # noqa: E402
+from fashionclf.learn.models import LiteTail, LiteTrunk, Normalized, build_model  # noqa: E402
 from fashionclf.learn.train import light_augment  # noqa: E402
 from frozen_head import load  # noqa: E402  (bench/, this script's folder)
 from flip_tta import percent  # noqa: E402
@@ -37,17 +38,8 @@ def run(first: int, x_shop, y_shop, x_unseen, y_unseen, classes: int, train: Tra
     model = build_model(args.model, classes, pretrained=True, image_size=SIZE).eval()
     net = model.net
 
-    def trunk(x):
-        x = net._swish(net._bn0(net._conv_stem(model.prepare(x))))
-        for block in net._blocks[:first]:
-            x = block(x)
-        return x
-
-    def tail(x):
-        for block in net._blocks[first:]:
-            x = block(x)
-        x = net._swish(net._bn1(net._conv_head(x)))
-        return net._fc(net._dropout(net._avg_pooling(x).flatten(1)))
+    trunk = Normalized(LiteTrunk(net, first), model.mean.flatten().tolist(), model.std.flatten().tolist(), SIZE)
+    tail = LiteTail(net, first)
 
     def activations(x, augment=None):
         with torch.inference_mode():
@@ -62,18 +54,15 @@ def run(first: int, x_shop, y_shop, x_unseen, y_unseen, classes: int, train: Tra
         p.requires_grad_(False)
     torch.nn.init.zeros_(net._fc.weight)
     torch.nn.init.zeros_(net._fc.bias)
-    tuned = list(net._blocks[first:]) + [net._conv_head, net._bn1, net._fc]
-    params = [p for m in tuned for p in m.parameters()]
-    for p in params:
+    for p in tail.parameters():
         p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=args.lr)
+    optimizer = torch.optim.Adam(tail.parameters(), lr=args.lr)
     steps = -(-len(x_shop) // BATCH)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, pct_start=train.pct_start,
                                                     total_steps=steps * args.epochs)
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
-        for m in tuned:
-            m.train()
+        tail.train()
         order, view = torch.randperm(len(x_shop), generator=gen), torch.randint(0, 2, (len(x_shop),), generator=gen)
         for idx in order.split(BATCH):
             x = torch.stack([views[v][i] for v, i in zip(view[idx].tolist(), idx.tolist())])
@@ -82,8 +71,7 @@ def run(first: int, x_shop, y_shop, x_unseen, y_unseen, classes: int, train: Tra
             loss.backward()
             optimizer.step()
             scheduler.step()
-        for m in tuned:
-            m.eval()
+        tail.eval()
         with torch.inference_mode():
             correct = int((torch.cat([tail(a) for a in unseen.split(128)]).argmax(1) == y_unseen).sum())
         print(f"  epoch {epoch}: {time.perf_counter() - start:.0f} s, unseen accuracy "

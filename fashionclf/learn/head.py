@@ -70,19 +70,15 @@ def head_probabilities(head: nn.Module, features: torch.Tensor, views: int, batc
 PLAIN, AUGMENTED, MIRRORED = 0, 1, 2  # the views head_features stacks
 
 
-def frozen_backbone(model_params: ModelParams, classes: int, device,
-                    trainable: Callable[[nn.Module], nn.Module] = lambda net: net._fc) -> Normalized:
-    """The pretrained model in eval mode, nothing trainable but ``trainable(model.net)`` (its
-    classifier, by default), the classifier started at zero (a deterministic start at chance, as
-    learn/models.py start_steady)."""
+def frozen_backbone(model_params: ModelParams, classes: int, device) -> Normalized:
+    """The pretrained model in eval mode, nothing trainable, its classifier started at zero (a
+    deterministic start at chance, as learn/models.py start_steady)."""
     model = build_model(model_params.name, classes, pretrained=True, image_size=model_params.image_size)
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     nn.init.zeros_(model.net._fc.weight)
     nn.init.zeros_(model.net._fc.bias)
-    for p in trainable(model.net).parameters():
-        p.requires_grad_(True)
     return model
 
 
@@ -125,8 +121,10 @@ def fit_head(model_params: ModelParams, train: TrainParams, categories, features
     f_train = torch.cat([features[PLAIN, train_idx], features[AUGMENTED, train_idx]])
     val_views = [PLAIN, MIRRORED] if train.flip_tta else [PLAIN]
     f_val = torch.cat([features[view, val_idx] for view in val_views])
-    model = frozen_backbone(model_params, len(categories), device, trainable)
+    model = frozen_backbone(model_params, len(categories), device)
     head = trainable(model.net)
+    for p in head.parameters():
+        p.requires_grad_(True)
     state = fit_classifier(head, f_train, labels[train_idx].repeat(2).to(device), f_val, labels[val_idx],
                            len(val_views), model_params.epochs, train, fold, gen, scaled_lr(model_params, train),
                            weight_average(head, model_params.ema_decay))

@@ -14,8 +14,8 @@ from torch import nn
 from ..core.errors import ParamError
 from ..core.registry import HEAD_MODELS, TAIL_MODELS
 from .checkpoint import FoldCheckpoint, load_folds
-from .models import (LiteTail, Normalized, build_for_weights, fuse_batchnorm, fused_network, lite_trunk,
-                     tuned_prefixes)
+from .models import (LiteTail, Normalized, build_for_weights, fitted_prefixes, fuse_batchnorm, fused_network,
+                     lite_trunk)
 
 
 def set_threads(threads: int) -> None:
@@ -98,9 +98,6 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int, device: to
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
-CLASSIFIER = "net._fc."  # a frozen-feature head's classifier, the only weights its folds fit
-
-
 def shares_frozen_part(checkpoints: list[FoldCheckpoint], architecture: Normalized) -> bool:
     """Whether the folds differ only where they were fitted, sharing every other weight bit for bit:
     a frozen-feature head's classifier (learn/head.py) or a fine-tuned tail's end (learn/tail.py).
@@ -108,7 +105,7 @@ def shares_frozen_part(checkpoints: list[FoldCheckpoint], architecture: Normaliz
     name = checkpoints[0].model_name
     if len(checkpoints) < 2 or name not in HEAD_MODELS + TAIL_MODELS:
         return False
-    fitted = (CLASSIFIER,) if name in HEAD_MODELS else tuned_prefixes(architecture.net)
+    fitted = fitted_prefixes(name, architecture.net)
     first = checkpoints[0].state_dict
     return all(ckpt.state_dict.keys() == first.keys()
                and all(torch.equal(value, first[key]) for key, value in ckpt.state_dict.items()

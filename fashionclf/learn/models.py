@@ -97,14 +97,20 @@ def fused_network(net: nn.Module) -> fx.GraphModule:
 TAIL_BLOCKS = 1  # a fine-tuned tail's blocks (learn/tail.py): lite0-lite2's last, a 320/352-channel block
 
 
-class LiteTrunk(nn.Module):
-    """The frozen part of a lite network under a fine-tuned tail: the stem and every block but the
-    last TAIL_BLOCKS, its own modules (not copies), run as the network's forward runs them in eval."""
+def first_tuned(net: nn.Module) -> int:
+    """The index of a tail's first fine-tuned block."""
+    return len(net._blocks) - TAIL_BLOCKS
 
-    def __init__(self, net: nn.Module):
+
+class LiteTrunk(nn.Module):
+    """The frozen part of a lite network under a fine-tuned tail: the stem and the blocks before
+    ``first`` (default first_tuned), its own modules (not copies), run as the network's forward runs
+    them in eval."""
+
+    def __init__(self, net: nn.Module, first: int | None = None):
         super().__init__()
         self.stem, self.bn0, self.swish = net._conv_stem, net._bn0, net._swish
-        self.blocks = nn.ModuleList(net._blocks[:-TAIL_BLOCKS])
+        self.blocks = nn.ModuleList(net._blocks[:first_tuned(net) if first is None else first])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.swish(self.bn0(self.stem(x)))
@@ -114,13 +120,15 @@ class LiteTrunk(nn.Module):
 
 
 class LiteTail(nn.Module):
-    """The fine-tuned end of a lite network, its own modules (not copies): the last TAIL_BLOCKS
-    blocks, the final convolution, pooling and the classifier, run as the network's forward runs them."""
+    """The fine-tuned end of a lite network, its own modules (not copies): the blocks from ``first``
+    (default first_tuned) on, the final convolution, pooling and the classifier, run as the network's
+    forward runs them."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, first: int | None = None):
         super().__init__()
-        self.blocks = nn.ModuleList(net._blocks[-TAIL_BLOCKS:])
-        self.first, self.count = len(net._blocks) - TAIL_BLOCKS, len(net._blocks)
+        self.first = first_tuned(net) if first is None else first
+        self.blocks = nn.ModuleList(net._blocks[self.first:])
+        self.count = len(net._blocks)
         self.drop_connect_rate = net._global_params.drop_connect_rate or 0.0
         self.conv_head, self.bn1, self.swish = net._conv_head, net._bn1, net._swish
         self.pool, self.dropout, self.fc = net._avg_pooling, net._dropout, net._fc
@@ -139,10 +147,13 @@ def lite_trunk(model: Normalized) -> Normalized:
     return trunk.to(model.mean.device)
 
 
-def tuned_prefixes(net: nn.Module) -> tuple[str, ...]:
-    """The state_dict keys' prefixes (of the Normalized model) that a fine-tuned tail changes."""
-    first = len(net._blocks) - TAIL_BLOCKS
-    return tuple(f"net._blocks.{k}." for k in range(first, len(net._blocks))) + (
+def fitted_prefixes(name: str, net: nn.Module) -> tuple[str, ...]:
+    """The state_dict keys' prefixes (of the Normalized model) that a frozen-feature head's folds fit
+    (its classifier) or a fine-tuned tail's (its last blocks, final convolution and classifier);
+    every other weight is the shipped backbone's."""
+    if name in HEAD_MODELS:
+        return ("net._fc.",)
+    return tuple(f"net._blocks.{k}." for k in range(first_tuned(net), len(net._blocks))) + (
         "net._conv_head.", "net._bn1.", "net._fc.")
 
 

@@ -106,8 +106,14 @@ def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int,
         return epochs * trainval * (schedule.folds - 1) / schedule.folds * train_s \
             + (epochs + 2) * trainval / schedule.folds * infer_s
 
-    training = schedule.full_rounds * fold(costs.fold) + (fold(costs.last) if schedule.last_threads else 0.0)
-    return (training + testing_seconds(costs, schedule, held_out, noise_levels)) * MEASURED_OVER_MODELLED
+    return (in_rounds(schedule, costs, fold) + testing_seconds(costs, schedule, held_out, noise_levels)) \
+        * MEASURED_OVER_MODELLED
+
+
+def in_rounds(schedule: Schedule, costs: Costs, fold) -> float:
+    """``fold(cost)`` seconds of one fold, summed over the rounds of folds: the full rounds beside
+    each other at ``costs.fold``, a short last round alone at ``costs.last``."""
+    return schedule.full_rounds * fold(costs.fold) + (fold(costs.last) if schedule.last_threads else 0.0)
 
 
 def testing_seconds(costs: Costs, schedule: Schedule, held_out: int, noise_levels: int,
@@ -132,7 +138,7 @@ def tail_seconds(tail: Costs, backbone: Costs, schedule: Schedule, epochs: int, 
         return epochs * (2 * trainval * (schedule.folds - 1) / schedule.folds * train_s
                          + trainval / schedule.folds * infer_s)
 
-    training = schedule.full_rounds * fold(tail.fold) + (fold(tail.last) if schedule.last_threads else 0.0)
+    training = in_rounds(schedule, tail, fold)
     frozen = 2 * trainval * backbone.test
     testing = testing_seconds(backbone, schedule, held_out, noise_levels, passes=1) \
         + testing_seconds(tail, schedule, held_out, noise_levels)
