@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -120,6 +121,24 @@ def test_init_chooses_the_largest_backbone_the_budget_trains_long_enough():
         chosen = plan(photos, template, budget, 250, fake_costs, backbones=lite)
         assert next(iter(chosen.params["train"]["models"])) == expected, (budget, chosen.reasons)
         assert chosen.estimate_s <= budget or budget == 60
+
+
+def test_init_leaves_a_baseline_out_only_where_it_would_not_fit_beside_the_rest():
+    """What the tail and the fine-tuned model leave goes to the from-scratch baselines: one is left
+    out only where its cost would take the plan over the budget (the tail counted once)."""
+    from fashionclf.serve.init import MARGIN
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    photos = PhotoFolder(ROOT, {"bags": 300, "shoes": 300}, median_long_side=128)
+    with_tail_and_baseline = 0
+    for budget in range(60, 300, 5):
+        chosen = plan(photos, template, budget, 250, fake_costs)
+        models = chosen.params["train"]["models"]
+        assert chosen.estimate_s <= budget * (1 - MARGIN) + 1e-6
+        with_tail_and_baseline += "efficientnet_lite0_tail" in models and "mobilenet_v2" in models
+        for reason in (r for r in chosen.reasons if " left out: " in r):
+            cost = float(re.search(r"would take about (\d+) s", reason).group(1))
+            assert chosen.estimate_s + cost + 0.5 > budget * (1 - MARGIN), (budget, reason)
+    assert with_tail_and_baseline
 
 
 def test_costs_at_an_unmeasured_size_scale_with_the_pixels():

@@ -209,9 +209,9 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
                                                  split.held_out, noise_levels)
     lite_size = pretrained_size(canvas)
 
-    def most_epochs(name):
+    def most_epochs(name, within):
         epochs = PRETRAINED_EPOCHS[0]
-        while epochs < PRETRAINED_EPOCHS[1] and seconds(costs(name, lite_size), epochs + 1) <= available:
+        while epochs < PRETRAINED_EPOCHS[1] and seconds(costs(name, lite_size), epochs + 1) <= within:
             epochs += 1
         return epochs
 
@@ -222,9 +222,7 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
         tail = None
         reasons.append(f"no fine-tuned tail: {backbones[0]}'s at {TAIL_SIZE} px would take about {tail_cost:.0f} s, "
                        f"over {TAIL_SHARE:.0%} of the budget")
-    else:
-        available -= tail_cost
-    fits = {name: most_epochs(name) for name in backbones}
+    fits = {name: most_epochs(name, available - (tail_cost if tail else 0.0)) for name in backbones}
     lite = pretrained_choice(fits)
     lite_cost, lite_epochs = costs(lite, lite_size), fits[lite]
     models = {lite: {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}}
