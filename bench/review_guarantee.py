@@ -32,7 +32,8 @@ from scipy.stats import beta, false_discovery_control
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from fashionclf.report.calibration import (Calibration, conformal_p_values, scaled,  # noqa: E402
+from fashionclf.core.scoring import probabilities_of  # noqa: E402
+from fashionclf.report.calibration import (Calibration, categories_of, conformal_p_values, scaled,  # noqa: E402
                                            select_automatic)
 from fashionclf.serve.init import category_name  # noqa: E402
 from real_photos import share  # noqa: E402  (bench/, this script's folder)
@@ -64,8 +65,7 @@ def learn_then_test(calibration: Calibration, confidence: np.ndarray, target: fl
 
 def unseen_probabilities(predictions: pd.DataFrame, categories: list[str], temperature: float) -> np.ndarray:
     """predict writes probabilities at the calibration's temperature; the queue is chosen on the raw ones."""
-    shown = predictions[[f"p_{c}" for c in categories]].to_numpy()
-    return scaled(shown, 1.0 / temperature)
+    return scaled(probabilities_of(predictions, categories), 1.0 / temperature)
 
 
 def main():
@@ -83,8 +83,8 @@ def main():
         best = json.loads((project / "reports" / "best_model.json").read_text())["best_model"]
         table = pd.read_csv(project / "plots" / "predictions" / "calibration" / f"{best}.csv", keep_default_na=False)
         calibration = Calibration.from_table(table)
-        categories = [c[2:] for c in table.columns if c.startswith("p_")]
-        predicted_cal = table[[f"p_{c}" for c in categories]].to_numpy().argmax(1)
+        categories = categories_of(table)
+        predicted_cal = probabilities_of(table, categories).argmax(1)
         predictions = pd.read_csv(predictions_csv, keep_default_na=False)
         probs = unseen_probabilities(predictions, categories, calibration.temperature)
         truth = predictions["path"].map(lambda p: categories.index(category_name(Path(p).parent.name))).to_numpy()

@@ -25,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fashionclf.core.params import TrainParams  # noqa: E402
-from fashionclf.learn.models import LiteTail, LiteTrunk, Normalized, build_model  # noqa: E402
+from fashionclf.learn.models import LiteTail, build_model, lite_trunk  # noqa: E402
 from fashionclf.learn.train import light_augment  # noqa: E402
 from frozen_head import load  # noqa: E402  (bench/, this script's folder)
 from flip_tta import percent  # noqa: E402
@@ -38,7 +38,7 @@ def run(first: int, x_shop, y_shop, x_unseen, y_unseen, classes: int, train: Tra
     model = build_model(args.model, classes, pretrained=True, image_size=SIZE).eval()
     net = model.net
 
-    trunk = Normalized(LiteTrunk(net, first), model.mean.flatten().tolist(), model.std.flatten().tolist(), SIZE)
+    trunk = lite_trunk(model, first)
     tail = LiteTail(net, first)
 
     def activations(x, augment=None):

@@ -140,9 +140,10 @@ class LiteTail(nn.Module):
         return self.fc(self.dropout(self.pool(x).flatten(1)))
 
 
-def lite_trunk(model: Normalized) -> Normalized:
-    """The model's frozen part with its resize and normalisation: photos in, the tail's input out."""
-    trunk = Normalized(LiteTrunk(model.net), model.mean.flatten().tolist(), model.std.flatten().tolist(),
+def lite_trunk(model: Normalized, first: int | None = None) -> Normalized:
+    """The model's frozen part (the blocks before ``first``, default first_tuned) with its resize and
+    normalisation: photos in, the tail's input out."""
+    trunk = Normalized(LiteTrunk(model.net, first), model.mean.flatten().tolist(), model.std.flatten().tolist(),
                        model.image_size)
     return trunk.to(model.mean.device)
 
