@@ -11,11 +11,11 @@ the true category). The queue is chosen on the best model's calibration predicti
   precision of the automatic labels is at least the target *on average* over calibration splits;
 - the same with each photo's p-value counted among the calibration photos of its predicted
   category only (Mondrian), which a shift in the mix of categories does not bias;
-- learn-then-test (Angelopoulos et al., 2021): confidence thresholds tested from the highest down,
-  each by the Clopper-Pearson bound on the calibration errors above it, and the lowest that passes
-  before the first that fails is kept, so the precision is at least the target *with probability
-  1 - delta*. The sequence starts at the first threshold with enough photos above it for a clean
-  run to pass (log delta / log target); where it starts depends on the confidences alone.
+- learn-then-test (Angelopoulos et al., 2021), as `review.with_probability` and predict's
+  `--with-probability` build it (report/calibration.learn_then_test_threshold): confidence
+  thresholds tested from the highest down, each by the Clopper-Pearson bound on the calibration
+  errors above it, and the lowest that passes before the first that fails is kept, so the precision
+  is at least the target *with probability 1 - delta*.
 Prints one markdown row per project and way: the photos labelled automatically and their precision,
 with 95% Wilson intervals.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta, false_discovery_control
+from scipy.stats import false_discovery_control
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,21 +46,6 @@ def per_category(calibration: Calibration, predicted_cal: np.ndarray, confidence
         mine, theirs = predicted == k, predicted_cal == k
         p[mine] = conformal_p_values(calibration.confidence[theirs], calibration.correct[theirs], confidence[mine])
     return false_discovery_control(p, method="bh") <= 1.0 - target
-
-
-def learn_then_test(calibration: Calibration, confidence: np.ndarray, target: float, delta: float) -> np.ndarray:
-    alpha = 1.0 - target
-    enough = int(np.ceil(np.log(delta) / np.log(1.0 - alpha)))
-    kept = np.inf
-    for threshold in np.unique(calibration.confidence)[::-1]:
-        above = calibration.confidence >= threshold
-        n, wrong = int(above.sum()), int((~calibration.correct[above]).sum())
-        if n < enough:
-            continue
-        if n == wrong or beta.ppf(1.0 - delta, wrong + 1, n - wrong) > alpha:
-            break
-        kept = threshold
-    return confidence >= kept
 
 
 def unseen_probabilities(predictions: pd.DataFrame, categories: list[str], temperature: float) -> np.ndarray:
@@ -94,7 +79,8 @@ def main():
                                                           target)[0],
                 "on average, per predicted category": per_category(calibration, predicted_cal, confidence,
                                                                    predicted, target)}
-        ways |= {f"with probability {1 - d:g} (learn-then-test)": learn_then_test(calibration, confidence, target, d)
+        ways |= {f"with probability {1 - d:g} (learn-then-test)":
+                 select_automatic(calibration.confidence, calibration.correct, confidence, target, 1 - d)[0]
                  for d in args.delta}
         for way, automatic in ways.items():
             print(f"| {project} | {best} | {way} | {share(int(automatic.sum()), len(automatic))} | "

@@ -1,5 +1,5 @@
 """Stage review: the best model's labelling loop (reads params: review). Temperature scaling and the
-review queue for review.target_precision are fitted on its fold ensemble's predictions of the
+review queue for review.target_precision (review.with_probability) are fitted on its fold ensemble's predictions of the
 calibration split and reported on its test predictions, per category; confident learning on the
 out-of-fold predictions lists the training labels to audit."""
 from pathlib import Path
@@ -22,7 +22,8 @@ def main():
     oof = pd.read_csv(Path(args.oof) / f"{model}.csv", keep_default_na=False)
     calibration = pd.read_csv(Path(args.calibration_predictions) / f"{model}.csv", keep_default_na=False)
     test = pd.read_csv(Path(args.test_predictions) / f"{model}.csv", keep_default_na=False)
-    report, curves, suspects = review_report(model, oof, calibration, test, p.target_precision, p.ece_bins)
+    report, curves, suspects = review_report(model, oof, calibration, test, p.target_precision, p.ece_bins,
+                                             p.with_probability or None)
     write_json(args.metrics, report)
     write_atomic(args.suspects, suspects.to_csv(index=False))
     plot_reliability(curves, f"Reliability of {model} on the test set", args.reliability_png)

@@ -123,8 +123,10 @@ def test_manifest_and_glob_on_a_running_ray_with_the_runner_chosen_by_measuremen
     assert len(runs) == 1 and '"images_per_second"' in runs[0].read_text()
 
 
-def test_label_and_predict_write_the_same_rows():
-    """label's Arrow rows and predict's CSV rows from the same raw probabilities: one schema, one decision."""
+@pytest.mark.parametrize("target, with_probability", [(0.95, None), (0.9, 0.8)])
+def test_label_and_predict_write_the_same_rows(target, with_probability):
+    """label's Arrow rows and predict's CSV rows from the same raw probabilities: one schema, one decision
+    (the batch-wise queue, and the fixed threshold of --with-probability)."""
     probs, y = overconfident(n=1500)
     categories = ["a", "b", "c", "d"]
     calibration = Calibration(y[:500], probs[:500])
@@ -132,11 +134,13 @@ def test_label_and_predict_write_the_same_rows():
     errors = ["" if k % 50 else "not_an_image: no" for k in range(len(new))]
     predictor = type("P", (), {"categories": categories, "calibration": calibration})()
     scored = [(f"img{k}", np.zeros(4, np.float32) if e else p, e) for k, (p, e) in enumerate(zip(new, errors))]
-    rows, threshold = predict.labelled_table(predictor, scored, target_precision=0.95)
+    rows, threshold = predict.labelled_table(predictor, scored, target_precision=target,
+                                             with_probability=with_probability)
     columns = {"path": [r[0] for r in scored], "error": errors, "size": [1] * len(new), "mtime_ns": [1] * len(new),
                "key": list(range(len(new)))}
     columns.update({f"raw_{c}": new[:, j] for j, c in enumerate(categories)})
-    table, same_threshold = catalogue.labelled_table(pa.table(columns), categories, calibration, 0.95, 0.0)
+    table, same_threshold = catalogue.labelled_table(pa.table(columns), categories, calibration, target, 0.0,
+                                                     with_probability)
     assert same_threshold == threshold
     assert table.column_names == row_columns(categories) + ["size", "mtime_ns", "key"]
     pd.testing.assert_frame_equal(table.to_pandas()[row_columns(categories)], rows)
@@ -146,7 +150,8 @@ def test_label_and_predict_write_the_same_rows():
     assert rows.loc[rows["error"] != "", "confidence"].isna().all()
 
 
-@pytest.mark.parametrize("flag, value", [("--actors", "0"), ("--batch-size", "0"), ("--target-precision", "1.5")])
+@pytest.mark.parametrize("flag, value", [("--actors", "0"), ("--batch-size", "0"), ("--target-precision", "1.5"),
+                                         ("--with-probability", "0.9")])
 def test_bad_label_parameters_fail_before_any_work(tmp_path, flag, value, capsys):
     out = tmp_path / "labels"
     assert main(["label", str(tmp_path), "--out", str(out), flag, value]) == 2

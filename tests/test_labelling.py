@@ -20,8 +20,9 @@ from conftest import ROOT, cli, make_image, make_project, python_cmd, run
 from fashionclf.core import params
 from fashionclf.report.audit import SUSPECT_COLUMNS, suspect_labels
 from fashionclf.learn.inference import Ensemble
-from fashionclf.report.calibration import (Calibration, conformal_p_values, expected_calibration_error,
-                                           fit_temperature, scaled, select_automatic)
+from fashionclf.report.calibration import (NOTHING, Calibration, conformal_p_values, expected_calibration_error,
+                                           fit_temperature, learn_then_test_threshold, scaled, select_automatic)
+from fashionclf.report.review import review_report
 from fashionclf.report.evaluation import load_test_set
 from fashionclf.learn.timing import Costs, Measured, Schedule, measure
 from fashionclf.serve.init import PhotoFolder, plan, scan
@@ -287,6 +288,48 @@ def test_review_queue_holds_the_target_precision_on_fresh_data_at_a_planted_temp
     assert np.median(temperatures) == pytest.approx(3.0, rel=0.1)
 
 
+def test_learn_then_test_holds_the_target_precision_with_the_stated_probability():
+    """200 calibration splits of 2,000 planted images: the threshold fixed on each one gives automatic
+    labels whose precision (on 200,000 fresh images) is under the target in at most 10% of splits,
+    where the batch-wise queue (on average) leaves a batch under it far more often."""
+    rng = np.random.default_rng(11)
+    probs, y = planted(200_000, rng)
+    order = np.argsort(-probs.max(1))
+    confidence = probs.max(1)[order]
+    precision_down_to = np.cumsum(probs.argmax(1)[order] == y[order]) / np.arange(1, len(y) + 1)
+    under, coverage, batch_under = [], [], []
+    for _ in range(200):
+        fit = Calibration(*planted(2000, rng)[::-1])
+        threshold = learn_then_test_threshold(fit.confidence, fit.correct, 0.99, 0.9)
+        above = np.searchsorted(-confidence, -threshold, side="right")
+        under.append(above > 0 and precision_down_to[above - 1] < 0.99)
+        coverage.append(above / len(y))
+        batch, batch_y = planted(500, rng)
+        automatic, _ = fit.select(batch, 0.99)
+        batch_under.append((batch.argmax(1) == batch_y)[automatic].mean() < 0.99 if automatic.any() else False)
+        assert fit.select(batch, 0.99, 0.9)[0].tolist() == (batch.max(1) >= threshold).tolist()  # not the batch's
+    assert np.mean(under) <= 0.1, f"under the target in {np.mean(under):.1%} of calibration splits"
+    # the best share at 1% errors is 0.32 (knowing the truth); the promise costs about half of it here
+    assert np.mean(coverage) > 0.1
+    assert np.mean(batch_under) > 0.2
+
+
+def test_learn_then_test_threshold_by_hand():
+    """Target 0.9 with probability 0.9: an error-free run passes from 22 images on (1 - 0.1 ** (1 / 22) <
+    0.1); 30 right answers then a wrong one stop the sequence at the 30th."""
+    confidence = np.linspace(0.99, 0.5, 40)
+    correct = np.arange(40) != 30
+    assert learn_then_test_threshold(confidence, correct, 0.9, 0.9) == confidence[29]
+    assert learn_then_test_threshold(confidence[:21], correct[:21], 0.9, 0.9) == NOTHING  # too few to pass
+    early = np.arange(40) != 5  # an error before 22 images: the first test fails, nothing passes
+    assert learn_then_test_threshold(confidence, early, 0.9, 0.9) == NOTHING
+    assert learn_then_test_threshold(confidence, correct, 1.0, 0.9) == NOTHING
+    ties = np.repeat(confidence[:20], 2)  # thresholds are distinct confidences: both images of a tie or neither
+    assert learn_then_test_threshold(ties, np.arange(40) != 30, 0.9, 0.9) == ties[29]
+    nothing, threshold = select_automatic(confidence, early, np.array([0.99, 0.97]), 0.9, 0.9)
+    assert not nothing.any() and threshold == NOTHING
+
+
 def test_conformal_p_values_and_the_empty_cases():
     cal_confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.6])
     cal_correct = np.array([True, False, True, False, True])
@@ -297,6 +340,64 @@ def test_conformal_p_values_and_the_empty_cases():
     assert select_automatic(cal_confidence, cal_correct, np.zeros(0), 0.9)[0].shape == (0,)
     with pytest.raises(Exception, match="balance.calibration_fraction"):
         Calibration(np.zeros(0, int), np.zeros((0, 3)))
+
+
+
+def test_review_stage_and_predict_with_probability(tiny_project, tmp_path):
+    """review.with_probability and predict's --with-probability: one threshold, fixed on the
+    calibration split alone, decides the test set in the stage and a batch in predict. The tiny
+    models rank their answers too poorly to pass any test, so the calibration split is the test
+    predictions, right above their median confidence and wrong below it."""
+    model = json.loads((tiny_project / "reports/best_model.json").read_text())["best_model"]
+    test = pd.read_csv(tiny_project / f"plots/predictions/test_clean/{model}.csv", keep_default_na=False)
+    categories = [c[2:] for c in test.columns if c.startswith("p_")]
+    probs = test[[f"p_{c}" for c in categories]].to_numpy()
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    wrong = np.array(categories)[(predicted + 1) % len(categories)]
+    planted_calibration = test.assign(actual=np.where(confidence >= np.median(confidence),
+                                                      np.array(categories)[predicted], wrong))
+    (tmp_path / "calibration").mkdir()
+    planted_calibration.to_csv(tmp_path / "calibration" / f"{model}.csv", index=False)
+    fit = Calibration.from_table(planted_calibration)
+    threshold = learn_then_test_threshold(fit.confidence, fit.correct, 0.9, 0.8)
+    assert np.median(confidence) > threshold > confidence.min()
+
+    params_file, original = tiny_project / "params.yaml", (tiny_project / "params.yaml").read_text()
+    changed = yaml.safe_load(original)
+    changed["review"] |= {"target_precision": 0.9, "with_probability": 0.8}
+    try:
+        params_file.write_text(yaml.safe_dump(changed, sort_keys=False))
+        run(python_cmd("-m", "stages.review", "--best", "reports/best_model.json", "--oof", "plots/predictions/oof",
+                       "--calibration-predictions", tmp_path / "calibration", "--test-predictions",
+                       "plots/predictions/test_clean", "--metrics", tmp_path / "review.json", "--report",
+                       tmp_path / "review.md", "--reliability-png", tmp_path / "r.png", "--suspects",
+                       tmp_path / "s.csv"), cwd=tiny_project)
+    finally:
+        params_file.write_text(original)
+    review = json.loads((tmp_path / "review.json").read_text())
+    assert review["with_probability"] == 0.8 and review["method"].startswith("learn-then-test")
+    assert "at most 10.0% with probability 0.8" in (tmp_path / "review.md").read_text()
+    assert review["test"]["labelled_automatically"] == int((confidence >= threshold).sum())
+
+    images = tmp_path / "bags"
+    with zipfile.ZipFile(tiny_project / "data/raw.zip") as archive:
+        archive.extractall(images, [n for n in archive.namelist() if n.startswith("fashion-mnist/bag/")])
+    out = cli(tiny_project, "predict", images, "--out", tmp_path / "p.csv", "--target-precision", "0.9",
+              "--with-probability", "0.8", "--calibration", tmp_path / "calibration" / f"{model}.csv",
+              "--workers", "0")
+    assert out.returncode == 0, out.stderr
+    assert "target precision 0.9 with probability 0.8: the review queue is one threshold" in out.stdout
+    from fashionclf.serve.predict import list_inputs, predict_paths
+    from fashionclf.serve.predictor import Predictor
+    predictor = Predictor(model, models_dir=tiny_project / "models")
+    raw_confidence = np.array([row[1].max() for row in predict_paths(predictor, list_inputs([images]), workers=0)])
+    table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert table["needs_review"].tolist() == (raw_confidence < threshold).tolist()
+    assert 0 < table["needs_review"].sum() < len(table)
+    alone = cli(tiny_project, "predict", images, "--out", tmp_path / "q.csv", "--with-probability", "0.8")
+    assert alone.returncode == 2 and alone.stderr.strip().splitlines() == [
+        "error: --with-probability must be within (0, 1) and given with --target-precision"]
+    assert not (tmp_path / "q.csv").exists()
 
 
 def test_label_audit_finds_labels_flipped_on_purpose():

@@ -53,6 +53,7 @@ def with_change(dotted, value):
     ("train", "train.lr_reference_batch", 0, "train.lr_reference_batch must be >= 1, got 0"),
     ("train", "train.compile", "yes", "train.compile must be true or false, got 'yes'"),
     ("label", "label.categories", ["bags", "drop"], "must not use the reserved names"),
+    ("review", "review.with_probability", 1, "review.with_probability must be < 1, got 1.0"),
     ("train", "train.keep_epoch", "val_f1", "train.keep_epoch must be one of 'val_accuracy' or 'val_loss', got 'val_f1'"),
 ])
 def test_bad_value_names_key_and_value(tmp_path, section, dotted, value, message):

@@ -193,6 +193,7 @@ class NoiseParams(Section):
 
 class ReviewParams(Section):
     target_precision: float = Field(gt=0.0, le=1.0)  # precision wanted on the automatically labelled share
+    with_probability: float = Field(ge=0.0, lt=1.0)  # 0: on average; else with this probability (learn-then-test)
     ece_bins: int = Field(ge=2)                      # equal-width confidence bins of the calibration error
 
 

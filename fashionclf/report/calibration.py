@@ -12,6 +12,10 @@ calibration split (images held out of every fold, so new to the ensemble as a sh
   those labelled automatically is at most 1 - target, for any calibration size (finite sample).
   The score is the ensemble's raw confidence: a score fitted on the calibration images (through
   the temperature) would void the guarantee.
+- Or, where a shop wants the precision promised with high probability rather than on average
+  (review.with_probability, predict's --with-probability): learn-then-test (Angelopoulos et al.
+  2021), one confidence threshold fixed on the calibration split alone. It labels fewer photos:
+  docs/labelling.md has the measured cost.
 - The expected calibration error (torchmetrics).
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import minimize_scalar
-from scipy.stats import false_discovery_control
+from scipy.stats import beta, false_discovery_control
 
 from ..core.errors import DataError
 from ..core.scoring import probabilities_of
@@ -75,16 +79,51 @@ def conformal_p_values(cal_confidence: np.ndarray, cal_correct: np.ndarray, conf
     return (1 + wrong_above) / (len(cal_confidence) + 1)
 
 
+NOTHING = float(np.nextafter(1.0, 2.0))  # a threshold no confidence reaches
+
+
+def learn_then_test_threshold(cal_confidence: np.ndarray, cal_correct: np.ndarray, target_precision: float,
+                              probability: float) -> float:
+    """The lowest confidence threshold whose automatic labels reach ``target_precision`` with
+    ``probability``: the calibration confidences are tested from the highest down, each by the
+    Clopper-Pearson bound of the errors at or above it, and the sequence stops at the first that
+    fails (fixed-sequence testing: the chance that any passed threshold is in truth under the target
+    stays within 1 - probability). It starts where an error-free count could pass, at
+    log(1 - probability) / log(target_precision) images: every higher threshold would fail for want
+    of images and end the sequence at once. ``NOTHING`` when none passes."""
+    alpha = 1.0 - target_precision
+    if alpha <= 0.0 or not len(cal_confidence):
+        return NOTHING
+    enough = int(np.ceil(np.log(1.0 - probability) / np.log(target_precision)))
+    order = np.argsort(-cal_confidence, kind="stable")
+    confidence, wrong = cal_confidence[order], np.cumsum(~cal_correct[order].astype(bool))
+    last = np.r_[confidence[1:] != confidence[:-1], True]  # the last image at each distinct confidence
+    n, errors = np.flatnonzero(last) + 1, wrong[last]      # images and errors at or above it
+    tested = n >= enough
+    n, errors, thresholds = n[tested], errors[tested], confidence[last][tested]
+    with np.errstate(invalid="ignore"):
+        bound = np.where(errors < n, beta.ppf(probability, errors + 1, np.maximum(n - errors, 1)), 1.0)
+    failed = np.flatnonzero(bound > alpha)
+    passed = failed[0] if len(failed) else len(bound)
+    return float(thresholds[passed - 1]) if passed else NOTHING
+
+
 def select_automatic(cal_confidence: np.ndarray, cal_correct: np.ndarray, confidence: np.ndarray,
-                     target_precision: float) -> tuple[np.ndarray, float]:
-    """(mask of the new images labelled automatically, the lowest confidence among them) by
-    Benjamini-Hochberg at 1 - target_precision on their conformal p-values. The threshold depends on
-    the batch (more confident batches earn a lower one); 1.0 + tiny when nothing is selected."""
+                     target_precision: float, with_probability: float | None = None) -> tuple[np.ndarray, float]:
+    """(mask of the new images labelled automatically, the lowest confidence among them).
+
+    By default, Benjamini-Hochberg at 1 - target_precision on their conformal p-values: the threshold
+    depends on the batch (more confident batches earn a lower one). With ``with_probability``, the
+    learn-then-test threshold, which the batch does not move. 1.0 + tiny when nothing is selected."""
     if not len(confidence) or target_precision >= 1.0:
-        return np.zeros(len(confidence), bool), float(np.nextafter(1.0, 2.0))
-    p = conformal_p_values(cal_confidence, cal_correct, confidence)
-    selected = false_discovery_control(p, method="bh") <= 1.0 - target_precision
-    threshold = float(confidence[selected].min()) if selected.any() else float(np.nextafter(1.0, 2.0))
+        return np.zeros(len(confidence), bool), NOTHING
+    if with_probability:
+        selected = confidence >= learn_then_test_threshold(cal_confidence, cal_correct, target_precision,
+                                                           with_probability)
+    else:
+        p = conformal_p_values(cal_confidence, cal_correct, confidence)
+        selected = false_discovery_control(p, method="bh") <= 1.0 - target_precision
+    threshold = float(confidence[selected].min()) if selected.any() else NOTHING
     return selected, threshold
 
 
@@ -116,7 +155,8 @@ class Calibration:
     def from_table(cls, table: pd.DataFrame) -> "Calibration":
         return cls(*labelled(table, categories_of(table)))
 
-    def select(self, probs: np.ndarray, target_precision: float) -> tuple[np.ndarray, float]:
+    def select(self, probs: np.ndarray, target_precision: float,
+               with_probability: float | None = None) -> tuple[np.ndarray, float]:
         """Which rows of ``probs`` (raw ensemble probabilities) are labelled automatically, and the
         lowest raw confidence among them."""
-        return select_automatic(self.confidence, self.correct, probs.max(1), target_precision)
+        return select_automatic(self.confidence, self.correct, probs.max(1), target_precision, with_probability)

@@ -17,6 +17,15 @@ from .calibration import (Calibration, categories_of, expected_calibration_error
                           select_automatic)
 
 METHOD = "conformal selection (Benjamini-Hochberg on conformal p-values)"
+METHOD_WITH_PROBABILITY = "learn-then-test (Clopper-Pearson bounds tested from the highest confidence down)"
+
+
+def promise_text(target_precision: float, with_probability: float | None) -> str:
+    wrong = f"{100 * (1 - target_precision):.1f}%"
+    if with_probability:
+        return (f"the share of wrong automatic labels is at most {wrong} with probability {with_probability:g} "
+                f"over calibration splits")
+    return f"the expected share of wrong automatic labels is at most {wrong}"
 
 
 def share(hits: int, n: int) -> tuple[float | None, list[float] | None]:
@@ -51,7 +60,8 @@ def per_category(y: np.ndarray, predicted: np.ndarray, automatic: np.ndarray, ca
 
 
 def if_corrected(calibration: pd.DataFrame, y_cal: np.ndarray, p_cal: np.ndarray, suspects: pd.DataFrame,
-                 categories, p_test: np.ndarray, y_test: np.ndarray, target_precision: float) -> dict:
+                 categories, p_test: np.ndarray, y_test: np.ndarray, target_precision: float,
+                 with_probability: float | None = None) -> dict:
     """The calibration images the audit suspects (``suspects``: its calibration rows), and the queue
     on the test set were their labels the suggested ones. A confident "error" of the ensemble on a
     mislabelled calibration photo holds back every new photo below its confidence (on real catalogue
@@ -62,12 +72,13 @@ def if_corrected(calibration: pd.DataFrame, y_cal: np.ndarray, p_cal: np.ndarray
     suggested = dict(zip(suspects["path"], suspects["category"].map({c: k for k, c in enumerate(categories)})))
     relabelled = calibration["path"].map(suggested)
     fixed = np.where(relabelled.notna(), relabelled, y_cal).astype(int)
-    automatic, _ = select_automatic(p_cal.max(1), p_cal.argmax(1) == fixed, p_test.max(1), target_precision)
+    automatic, _ = select_automatic(p_cal.max(1), p_cal.argmax(1) == fixed, p_test.max(1), target_precision,
+                                    with_probability)
     return {"n": len(suggested), "test": queue_split(y_test, p_test.argmax(1), automatic)}
 
 
 def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test: pd.DataFrame,
-                  target_precision: float, bins: int):
+                  target_precision: float, bins: int, with_probability: float | None = None):
     """metrics/review.json's content, the reliability curves to plot and the suspect labels."""
     categories = categories_of(test)
     for name, table in [("out-of-fold", oof), ("calibration", calibration)]:
@@ -77,7 +88,7 @@ def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test
     y_cal, p_cal = labelled(calibration, categories)
     y_test, p_test = labelled(test, categories)
     fit = Calibration(y_cal, p_cal)
-    automatic, threshold = fit.select(p_test, target_precision)
+    automatic, threshold = fit.select(p_test, target_precision, with_probability)
     c_cal, c_test = scaled(p_cal, fit.temperature), scaled(p_test, fit.temperature)
     ece = lambda p, y: expected_calibration_error(p, y, bins)
     # calibration first: its labels set the queue
@@ -86,7 +97,8 @@ def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test
     suspects = pd.concat([a for a in audits if len(a)] or audits[:1], ignore_index=True)
     predicted = p_test.argmax(1)
     report = {
-        "model": model, "target_precision": target_precision, "method": METHOD,
+        "model": model, "target_precision": target_precision, "with_probability": with_probability,
+        "method": METHOD_WITH_PROBABILITY if with_probability else METHOD,
         "fitted_on": f"fold ensemble on the calibration split ({fit.n} images, in no fold)",
         "temperature": fit.temperature, "threshold": round(threshold, 6) if automatic.any() else None,
         "ece_bins": bins,
@@ -96,7 +108,7 @@ def review_report(model: str, oof: pd.DataFrame, calibration: pd.DataFrame, test
         "test_per_category": per_category(y_test, predicted, automatic, categories),
         "suspect_labels": int(len(suspects)),
         "calibration_suspects": if_corrected(calibration, y_cal, p_cal, calibration_suspects, categories, p_test,
-                                             y_test, target_precision),
+                                             y_test, target_precision, with_probability),
     }
     curves = {f"test, raw (ECE {100 * report['ece']['test_before']:.2f}%)": reliability_bins(p_test, y_test, bins),
               f"test, T = {fit.temperature:g} (ECE {100 * report['ece']['test_after']:.2f}%)":
@@ -124,8 +136,8 @@ def review_markdown(report: dict) -> str:
             f"| category | test images | labelled automatically % | automatic labels naming it | "
             f"their precision % |\n|---|---|---|---|---|\n{rows}\n"
             f"How: {report['method']}, fitted on the {report['fitted_on']}. If the calibration images and new "
-            f"photos come from the same distribution, the expected share of wrong automatic labels is at most "
-            f"{pct(1 - report['target_precision'])}%.\n\n"
+            f"photos come from the same distribution, "
+            f"{promise_text(report['target_precision'], report.get('with_probability'))}.\n\n"
             f"| calibration | ECE calibration split | ECE test |\n|---|---|---|\n"
             f"| raw probabilities | {pct(ece['calibration_before'])}% | {pct(ece['test_before'])}% |\n"
             f"| temperature scaling, T = {report['temperature']:g} | "

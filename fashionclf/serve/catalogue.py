@@ -113,12 +113,12 @@ class Scorer:
         return batch
 
 
-def labelled_table(scores: pa.Table, categories, calibration, target_precision, min_confidence
-                   ) -> tuple[pa.Table, float]:
+def labelled_table(scores: pa.Table, categories, calibration, target_precision, min_confidence,
+                   with_probability=None) -> tuple[pa.Table, float]:
     """The labelled rows (serve/predictor.py's decide) of one batch of scored images, with their keys."""
     raw = np.stack([scores.column(f"raw_{c}").to_numpy(zero_copy_only=False) for c in categories], 1)
     columns, threshold = decide(scores.column("path").to_pylist(), raw, scores.column("error").to_pylist(),
-                                categories, calibration, min_confidence, target_precision)
+                                categories, calibration, min_confidence, target_precision, with_probability)
     table = pa.table({name: pa.array(columns[name].tolist() if columns[name].dtype == object else columns[name])
                       for name in row_columns(categories)})
     for name in ["size", "mtime_ns", "key"]:

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path-column", default="path", help="the manifests' column of image paths or URIs")
     parser.add_argument("--target-precision", type=float,
                         help="review queue as in predict: chosen over each batch of new images")
+    parser.add_argument("--with-probability", type=float, help="as in predict: the target precision with this "
+                                                                 "probability, by one threshold")
     parser.add_argument("--calibration", help="as in predict (default: the test_clean stage's calibration predictions)")
     parser.add_argument("--min-confidence", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call")
@@ -48,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_args(args) -> list[str]:
     return [f"--{name} must be >= 1" for name in ("batch-size", "actors", "threads", "rows-per-file")
             if getattr(args, name.replace("-", "_")) < 1] + \
-        review_args_problems(args.target_precision, args.min_confidence)
+        review_args_problems(args.target_precision, args.min_confidence, args.with_probability)
 
 
 def batch_shift_warning(pending, predictor: Predictor) -> str | None:
@@ -104,7 +106,7 @@ def run_label(args) -> int:
         print(f"label: nothing new to decide; {labelled_before} images labelled before under {args.out}")
         return 0
     table, threshold = labelled_table(pending, local.categories, calibration, args.target_precision,
-                                      args.min_confidence)
+                                      args.min_confidence, args.with_probability)
     batch, final_dir = write_batch(fs, out, table)
     counts = count_summary(table.column("category").to_pylist(), table.column("error").to_pylist())
     report = {"model": model_name, "model_version": version, "runner": runner, "runner_choice": why,

@@ -63,12 +63,18 @@ def predict_paths(predictor: Predictor, paths, batch_size=64, workers=2):
             yield paths[index], probs, error, stats
 
 
-def labelled_table(predictor: Predictor, scored, min_confidence=0.0, target_precision=None):
+def labelled_table(predictor: Predictor, scored, min_confidence=0.0, target_precision=None, with_probability=None):
     """(predict's rows as a DataFrame, the threshold) from predict_paths' results."""
     raw = np.array([row[1] for row in scored], np.float32).reshape(len(scored), len(predictor.categories))
-    columns, threshold = decide([row[0] for row in scored], raw, [row[2] for row in scored],
-                                predictor.categories, predictor.calibration, min_confidence, target_precision)
+    columns, threshold = decide([row[0] for row in scored], raw, [row[2] for row in scored], predictor.categories,
+                                predictor.calibration, min_confidence, target_precision, with_probability)
     return pd.DataFrame(columns, columns=row_columns(predictor.categories)), threshold
+
+
+def promise_of(with_probability) -> str:
+    if with_probability:
+        return f" with probability {with_probability:g}: the review queue is one threshold chosen"
+    return ": the review queue is chosen over this batch"
 
 
 def batch_shift_warning(predictor: Predictor, scored) -> str | None:
@@ -79,7 +85,7 @@ def batch_shift_warning(predictor: Predictor, scored) -> str | None:
 
 def problems_with(args) -> list[str]:
     problems = (["--batch-size must be >= 1"] if args.batch_size < 1 else []) + \
-        review_args_problems(args.target_precision, args.min_confidence)
+        review_args_problems(args.target_precision, args.min_confidence, args.with_probability)
     if not DEVICE_PATTERN.fullmatch(args.device):
         problems.append(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
     return problems
@@ -93,12 +99,13 @@ def run_predict(args) -> int:
     calibration = args.calibration or calibration_csv(predictor.model_name)
     fit = predictor.calibrate(calibration, fit=args.target_precision is not None)
     if fit is not None:
-        print(f"target precision {args.target_precision:g}: the review queue is chosen over this batch against "
+        print(f"target precision {args.target_precision:g}{promise_of(args.with_probability)} against "
               f"{fit.n} calibration images ({calibration}); shown probabilities at temperature {fit.temperature:g}")
     paths = list_inputs(args.inputs)
     scored = list(tqdm(predict_paths(predictor, paths, args.batch_size, args.workers), total=len(paths),
                        desc=f"predict ({predictor.name})", mininterval=1))
-    table, threshold = labelled_table(predictor, scored, args.min_confidence, args.target_precision)
+    table, threshold = labelled_table(predictor, scored, args.min_confidence, args.target_precision,
+                                      args.with_probability)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     if args.target_precision is not None:
@@ -122,6 +129,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--target-precision", type=float,
                         help="label automatically the images whose expected precision reaches this (e.g. 0.99), "
                              "chosen over the batch against the calibration split; the rest get needs_review")
+    parser.add_argument("--with-probability", type=float,
+                        help="with --target-precision: reach it with this probability (e.g. 0.9) rather than on "
+                             "average, by one threshold fixed on the calibration split (learn-then-test); "
+                             "fewer images are labelled automatically")
     parser.add_argument("--calibration", help="the model's predictions of the calibration split, for "
                                               "--target-precision (default: the test_clean stage's, "
                              f"{paths.CALIBRATION_PREDICTIONS.format(model='<model>')})")

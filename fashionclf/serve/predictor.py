@@ -88,13 +88,15 @@ def calibration_table(path) -> pd.DataFrame | None:
     return pd.read_csv(path, keep_default_na=False) if Path(path).is_file() else None
 
 
-def review_args_problems(target_precision, min_confidence) -> list[str]:
-    """What is wrong with a --target-precision / --min-confidence pair (predict's and label's)."""
+def review_args_problems(target_precision, min_confidence, with_probability=None) -> list[str]:
+    """What is wrong with --target-precision, --min-confidence and --with-probability (predict's and label's)."""
     problems = []
     if not 0 <= min_confidence <= 1:
         problems.append("--min-confidence must be within [0, 1]")
     if target_precision is not None and not (0 < target_precision <= 1 and min_confidence == 0):
         problems.append("--target-precision must be within (0, 1] and not combined with --min-confidence")
+    if with_probability is not None and not (0 < with_probability < 1 and target_precision is not None):
+        problems.append("--with-probability must be within (0, 1) and given with --target-precision")
     return problems
 
 
@@ -104,11 +106,12 @@ def row_columns(categories) -> list[str]:
 
 
 def decide(paths_, raw: np.ndarray, errors, categories, calibration: Calibration | None,
-           min_confidence=0.0, target_precision=None) -> tuple[dict[str, np.ndarray], float]:
+           min_confidence=0.0, target_precision=None, with_probability=None) -> tuple[dict[str, np.ndarray], float]:
     """(the labelled rows as columns, the threshold) for a batch of raw ensemble probabilities.
 
     Below ``min_confidence``, or outside the review queue of ``target_precision`` chosen over the
-    readable images of this batch, an image is ``needs_review``. Shown probabilities are
+    readable images of this batch (or, with ``with_probability``, by the calibration split's fixed
+    learn-then-test threshold), an image is ``needs_review``. Shown probabilities are
     temperature-scaled when calibrated; an unreadable image has no category and NaN probabilities.
     """
     good = np.array([not e for e in errors], bool)
@@ -116,7 +119,7 @@ def decide(paths_, raw: np.ndarray, errors, categories, calibration: Calibration
     shown = np.full(raw.shape, np.nan)
     readable = raw[good]
     if target_precision is not None:
-        automatic[good], threshold = calibration.select(readable, target_precision)
+        automatic[good], threshold = calibration.select(readable, target_precision, with_probability)
     else:
         automatic[good], threshold = readable.max(1, initial=0.0) >= min_confidence, min_confidence
     shown[good] = scaled(readable, calibration.temperature) if calibration else readable
