@@ -5,7 +5,8 @@ category columns, into the CSV that tools/real_photo_folders.py turns into photo
         --unseen 50 --shop 300 --seed 0
 
 --column picks the category (the four-way ``category``, or Kaggle's ``articleType``, ``subCategory``);
---top keeps that many of its most frequent values. Of each value's ids, a seeded sample of --unseen
+--top keeps that many of its most frequent values, after leaving out the --skip most frequent (a
+second slice of types: --skip 10 --top 12 is the 11th to the 22nd). Of each value's ids, a seeded sample of --unseen
 goes to the unseen role and at most --shop of the rest to the shop: the two never share an id.
 Category names are the values lower-cased, spaces as underscores (sub-folder names).
 """
@@ -26,6 +27,7 @@ def main():
     parser.add_argument("out", type=Path)
     parser.add_argument("--column", default="category")
     parser.add_argument("--top", type=int, default=0, help="keep the most frequent values only (0: all)")
+    parser.add_argument("--skip", type=int, default=0, help="leave out this many of the most frequent values first")
     parser.add_argument("--in-ganesh", action="store_true", help="only ids the 224 px repository holds")
     parser.add_argument("--unseen", type=int, required=True, help="unseen ids per category")
     parser.add_argument("--shop", type=int, default=0, help="shop ids per category, at most (0: all the rest)")
@@ -37,7 +39,8 @@ def main():
     if args.in_ganesh:
         rows = [r for r in rows if r["in_ganesh"] == "1"]
     counts = Counter(r[args.column] for r in rows)
-    kept = [value for value, _ in counts.most_common(args.top or None)]
+    ranked = [value for value, _ in counts.most_common()][args.skip:]
+    kept = ranked[: args.top or None]
     ids = defaultdict(list)
     for r in rows:
         ids[r[args.column]].append(r["id"])
