@@ -394,6 +394,11 @@ def test_review_stage_and_predict_with_probability(tiny_project, tmp_path):
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert table["needs_review"].tolist() == (raw_confidence < threshold).tolist()
     assert 0 < table["needs_review"].sum() < len(table)
+    tiny = cli(tiny_project, "predict", images, "--out", tmp_path / "t.csv", "--target-precision", "0.9",
+               "--with-probability", "0.8", "--workers", "0")  # the tiny models' own calibration split
+    assert tiny.returncode == 0 and (pd.read_csv(tmp_path / "t.csv")["needs_review"]).all()
+    assert ("labelled automatically: none; no confidence threshold reaches precision 0.9 with probability 0.8 on "
+            "the 60 calibration images (an error-free run needs 16 above it;") in tiny.stdout
     alone = cli(tiny_project, "predict", images, "--out", tmp_path / "q.csv", "--with-probability", "0.8")
     assert alone.returncode == 2 and alone.stderr.strip().splitlines() == [
         "error: --with-probability must be within (0, 1) and given with --target-precision"]
@@ -507,7 +512,9 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
     assert out.returncode == 0, out.stderr
     assert f"against {len(calibration)} calibration images" in out.stdout
     assert f"temperature {review['temperature']:g}" in out.stdout  # the stage's, from the same split
-    threshold = float(out.stdout.split("confidence >= ")[1].split()[0])
+    queue = next(line for line in out.stdout.splitlines() if line.startswith("labelled automatically: "))
+    threshold = float(queue.split("confidence >= ")[1].split()[0]) if ">=" in queue else np.inf
+    assert ">=" in queue or f"none; no image reaches precision 0.99 against the {len(calibration)}" in queue
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     missing = cli(tiny_project, "predict", images, "--out", tmp_path / "q.csv", "--target-precision", "0.99",
                   "--calibration", "nowhere.csv")

@@ -82,6 +82,12 @@ def conformal_p_values(cal_confidence: np.ndarray, cal_correct: np.ndarray, conf
 NOTHING = float(np.nextafter(1.0, 2.0))  # a threshold no confidence reaches
 
 
+def images_needed(target_precision: float, probability: float) -> int:
+    """Calibration images above a threshold, all right, for it to pass at ``probability``: the
+    Clopper-Pearson bound of n error-free images, 1 - (1 - probability) ** (1 / n), reaches 1 - target."""
+    return int(np.ceil(np.log(1.0 - probability) / np.log(target_precision)))
+
+
 def learn_then_test_threshold(cal_confidence: np.ndarray, cal_correct: np.ndarray, target_precision: float,
                               probability: float) -> float:
     """The lowest confidence threshold whose automatic labels reach ``target_precision`` with
@@ -94,7 +100,7 @@ def learn_then_test_threshold(cal_confidence: np.ndarray, cal_correct: np.ndarra
     alpha = 1.0 - target_precision
     if alpha <= 0.0 or not len(cal_confidence):
         return NOTHING
-    enough = int(np.ceil(np.log(1.0 - probability) / np.log(target_precision)))
+    enough = images_needed(target_precision, probability)
     order = np.argsort(-cal_confidence, kind="stable")
     confidence, wrong = cal_confidence[order], np.cumsum(~cal_correct[order].astype(bool))
     last = np.r_[confidence[1:] != confidence[:-1], True]  # the last image at each distinct confidence

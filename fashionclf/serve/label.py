@@ -15,7 +15,8 @@ from ..core.errors import DataError
 from ..data.imaging import IMAGE_STATISTICS
 from .catalogue import choose_runner, labelled_table, loaded, model_files, model_version, score_new
 from .label_store import SCORES, scored_keys, undecided, write_batch, write_run_report
-from .predictor import Predictor, calibration_csv, count_summary, review_args_problems, shift_warning
+from .predictor import (Predictor, calibration_csv, count_summary, queue_line, review_args_problems,
+                        shift_warning)
 from .sources import as_dataset, filesystem, list_paths
 
 
@@ -116,7 +117,7 @@ def run_label(args) -> int:
     write_run_report(fs, out, batch, report)
     print(f"label: decided {len(table)} in {final_dir}")
     if args.target_precision is not None:
-        print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
+        print(queue_line(threshold, calibration, args.target_precision, args.with_probability))
     print("counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if warning := batch_shift_warning(pending, local):
         print(warning, file=sys.stderr)

@@ -19,8 +19,8 @@ from ..core import paths
 from ..core.errors import ImageRejected
 from ..core.params import DEVICE_PATTERN
 from ..data.imaging import decode, image_statistics
-from .predictor import (Predictor, calibration_csv, count_summary, decide, review_args_problems, row_columns,
-                        shift_warning)
+from .predictor import (Predictor, calibration_csv, count_summary, decide, queue_line, review_args_problems,
+                        row_columns, shift_warning)
 
 
 def list_inputs(inputs) -> list[Path]:
@@ -109,7 +109,7 @@ def run_predict(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     if args.target_precision is not None:
-        print(f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch")
+        print(queue_line(threshold, fit, args.target_precision, args.with_probability))
     counts = count_summary(table["category"], table["error"])
     print(f"wrote {args.out}: {len(paths)} images, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if warning := batch_shift_warning(predictor, scored):

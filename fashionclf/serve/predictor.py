@@ -22,7 +22,7 @@ from ..data.imaging import IMAGE_STATISTICS
 from ..learn.checkpoint import best_model_name
 from ..learn.inference import Ensemble, pick_device
 from ..learn.onnx_runner import OnnxEnsemble
-from ..report.calibration import Calibration, scaled
+from ..report.calibration import Calibration, images_needed, scaled
 
 
 class Predictor:
@@ -98,6 +98,20 @@ def review_args_problems(target_precision, min_confidence, with_probability=None
     if with_probability is not None and not (0 < with_probability < 1 and target_precision is not None):
         problems.append("--with-probability must be within (0, 1) and given with --target-precision")
     return problems
+
+
+def queue_line(threshold: float, calibration: Calibration, target_precision: float, with_probability=None) -> str:
+    """What predict and label print about a batch's review queue."""
+    if threshold <= 1.0:
+        return f"labelled automatically: raw ensemble confidence >= {threshold:.4f} in this batch"
+    if with_probability:
+        why = (f"no confidence threshold reaches precision {target_precision:g} with probability {with_probability:g} "
+               f"on the {calibration.n} calibration images (an error-free run needs "
+               f"{images_needed(target_precision, with_probability)} above it; a larger calibration split or a "
+               f"lower probability labels more)")
+    else:
+        why = f"no image reaches precision {target_precision:g} against the {calibration.n} calibration images"
+    return f"labelled automatically: none; {why}"
 
 
 def row_columns(categories) -> list[str]:
