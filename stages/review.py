@@ -1,7 +1,7 @@
 """Stage review: the best model's labelling loop (reads params: review). Temperature scaling and the
-review queue for review.target_precision (review.with_probability) are fitted on its fold ensemble's predictions of the
-calibration split and reported on its test predictions, per category; confident learning on the
-out-of-fold predictions lists the training labels to audit."""
+review queue for review.target_precision (on average, or review.with_probability) are fitted on its
+fold ensemble's predictions of the calibration split and reported on its test predictions, per
+category; confident learning on the out-of-fold predictions lists the training labels to audit."""
 from pathlib import Path
 
 import pandas as pd

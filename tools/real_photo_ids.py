@@ -6,8 +6,9 @@ category columns, into the CSV that tools/real_photo_folders.py turns into photo
 
 --column picks the category (the four-way ``category``, or Kaggle's ``articleType``, ``subCategory``);
 --top keeps that many of its most frequent values, after leaving out the --skip most frequent (a
-second slice of types: --skip 10 --top 12 is the 11th to the 22nd). Of each value's ids, a seeded sample of --unseen
-goes to the unseen role and at most --shop of the rest to the shop: the two never share an id.
+second slice of types: --skip 10 --top 12 is the 11th to the 22nd). Of each value's ids, a seeded
+sample of --unseen goes to the unseen role and at most --shop of the rest to the shop: the two never
+share an id.
 Category names are the values lower-cased, spaces as underscores (sub-folder names).
 """
 import argparse

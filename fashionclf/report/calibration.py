@@ -107,8 +107,7 @@ def learn_then_test_threshold(cal_confidence: np.ndarray, cal_correct: np.ndarra
     n, errors = np.flatnonzero(last) + 1, wrong[last]      # images and errors at or above it
     tested = n >= enough
     n, errors, thresholds = n[tested], errors[tested], confidence[last][tested]
-    with np.errstate(invalid="ignore"):
-        bound = np.where(errors < n, beta.ppf(probability, errors + 1, np.maximum(n - errors, 1)), 1.0)
+    bound = np.where(errors < n, beta.ppf(probability, errors + 1, np.maximum(n - errors, 1)), 1.0)
     failed = np.flatnonzero(bound > alpha)
     passed = failed[0] if len(failed) else len(bound)
     return float(thresholds[passed - 1]) if passed else NOTHING
