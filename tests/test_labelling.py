@@ -20,9 +20,10 @@ from conftest import ROOT, cli, make_image, make_project, python_cmd, run
 from fashionclf.core import params
 from fashionclf.report.audit import SUSPECT_COLUMNS, suspect_labels
 from fashionclf.learn.inference import Ensemble
-from fashionclf.report.calibration import (NOTHING, Calibration, conformal_p_values, expected_calibration_error,
-                                           fit_temperature, learn_then_test_threshold, scaled, select_automatic)
-from fashionclf.report.review import review_report
+from fashionclf.core.scoring import probabilities_of
+from fashionclf.report.calibration import (NOTHING, Calibration, categories_of, conformal_p_values,
+                                           expected_calibration_error, fit_temperature, learn_then_test_threshold,
+                                           scaled, select_automatic)
 from fashionclf.report.evaluation import load_test_set
 from fashionclf.learn.timing import Costs, Measured, Schedule, measure
 from fashionclf.serve.init import PhotoFolder, plan, scan
@@ -342,7 +343,6 @@ def test_conformal_p_values_and_the_empty_cases():
         Calibration(np.zeros(0, int), np.zeros((0, 3)))
 
 
-
 def test_review_stage_and_predict_with_probability(tiny_project, tmp_path):
     """review.with_probability and predict's --with-probability: one threshold, fixed on the
     calibration split alone, decides the test set in the stage and a batch in predict. The tiny
@@ -350,8 +350,8 @@ def test_review_stage_and_predict_with_probability(tiny_project, tmp_path):
     predictions, right above their median confidence and wrong below it."""
     model = json.loads((tiny_project / "reports/best_model.json").read_text())["best_model"]
     test = pd.read_csv(tiny_project / f"plots/predictions/test_clean/{model}.csv", keep_default_na=False)
-    categories = [c[2:] for c in test.columns if c.startswith("p_")]
-    probs = test[[f"p_{c}" for c in categories]].to_numpy()
+    categories = categories_of(test)
+    probs = probabilities_of(test, categories)
     confidence, predicted = probs.max(1), probs.argmax(1)
     wrong = np.array(categories)[(predicted + 1) % len(categories)]
     planted_calibration = test.assign(actual=np.where(confidence >= np.median(confidence),

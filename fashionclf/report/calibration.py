@@ -94,9 +94,9 @@ def learn_then_test_threshold(cal_confidence: np.ndarray, cal_correct: np.ndarra
     ``probability``: the calibration confidences are tested from the highest down, each by the
     Clopper-Pearson bound of the errors at or above it, and the sequence stops at the first that
     fails (fixed-sequence testing: the chance that any passed threshold is in truth under the target
-    stays within 1 - probability). It starts where an error-free count could pass, at
-    log(1 - probability) / log(target_precision) images: every higher threshold would fail for want
-    of images and end the sequence at once. ``NOTHING`` when none passes."""
+    stays within 1 - probability). It starts where an error-free count could pass (images_needed):
+    every higher threshold would fail for want of images and end the sequence at once. ``NOTHING``
+    when none passes."""
     alpha = 1.0 - target_precision
     if alpha <= 0.0 or not len(cal_confidence):
         return NOTHING
