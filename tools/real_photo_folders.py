@@ -9,6 +9,10 @@ public repository that holds the photos (a clone or a mirror; photos are never c
 writes OUT/shop/<category>/<id>.jpg and OUT/unseen/<category>/<id>.jpg, the folders
 bench/real_photos.py takes. --size WxH resizes every photo (for example 96x128: the 224 px set,
 stretched from 3:4 in its repository, back to 3:4 with a 128 px long side, as a shop's smaller photos).
+A ``box`` column ("left top right bottom", from tools/garment_crop_ids.py) crops each photo to it first:
+
+    python tools/real_photo_folders.py bench/real_photo_ids/ccp_garments10.csv GIT_DIR OUT \\
+        --path 'photos/{id}.jpg'           # bearpaw/clothing-co-parsing
 """
 import argparse
 import csv
@@ -21,7 +25,7 @@ from PIL import Image
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ids", type=Path, help="CSV with id, category and role (shop or unseen)")
+    parser.add_argument("ids", type=Path, help="CSV with id, category, role (shop or unseen) and optionally box")
     parser.add_argument("git_dir")
     parser.add_argument("out", type=Path)
     parser.add_argument("--path", required=True, help="the photo's path in the repository, with {id}")
@@ -46,8 +50,12 @@ def main():
         target.parent.mkdir(parents=True, exist_ok=True)
         data = out[at:at + size]
         at += size + 1
-        if size_to:
-            image = Image.open(io.BytesIO(data)).convert("RGB").resize(size_to, Image.Resampling.LANCZOS)
+        if size_to or row.get("box"):
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            if row.get("box"):
+                image = image.crop(tuple(int(side) for side in row["box"].split()))
+            if size_to:
+                image = image.resize(size_to, Image.Resampling.LANCZOS)
             image.save(target, quality=95)
         else:
             target.write_bytes(data)
