@@ -6,6 +6,15 @@ Writes the CSV that tools/real_photo_folders.py turns into shop and unseen folde
     python tools/garment_crop_ids.py GIT_DIR OUT_CSV --top 10 --min-side 48 --unseen-share 0.2 --seed 0
     python tools/real_photo_folders.py OUT_CSV GIT_DIR OUT --path 'photos/{id}.jpg'
 
+bench/real_photo_ids/ccp_garments10.csv is the first command's output; ccp_garments8_merged.csv, the
+same crops in a shop's coarser tree, is this one's:
+
+    python tools/garment_crop_ids.py GIT_DIR bench/real_photo_ids/ccp_garments8_merged.csv --top 8 \\
+        --merge purse=bags bag=bags jeans=trousers pants=trousers leggings=trousers blouse=tops \\
+        shirt=tops t-shirt=tops top=tops coat=coats jacket=coats blazer=coats sweater=knitwear \\
+        cardigan=knitwear jumper=knitwear dress=dresses skirt=skirts boots=shoes heels=shoes \\
+        sandals=shoes sneakers=shoes flats=shoes pumps=shoes wedges=shoes loafers=shoes clogs=shoes hat=hats
+
 A label is kept in a photo when its pixels' box is at least --min-side on its short side; --top keeps
 the labels most often kept (skin, hair and the background never). Photos, not crops, are drawn into
 the unseen role (--unseen-share of them, seeded), so no person or street appears on both sides.
