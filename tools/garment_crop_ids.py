@@ -31,25 +31,14 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
+from real_photo_folders import read_blobs  # tools/ is this script's folder, first on sys.path
+
 NOT_GARMENTS = {"null", "skin", "hair"}
 MARGIN = 0.1  # of the box's side, on each side: the garment's edge stays in the crop
 
 
-def read_blobs(git_dir: str, paths: list[str]) -> list[bytes]:
-    """The files at HEAD, from one `git cat-file --batch` (a header line, then that many bytes)."""
-    out = subprocess.run(["git", "-C", git_dir, "cat-file", "--batch"], capture_output=True, check=True,
-                         input="".join(f"HEAD:{p}\n" for p in paths).encode()).stdout
-    blobs, at = [], 0
-    for _ in paths:
-        end = out.index(b"\n", at)
-        size = int(out[at:end].split()[2])
-        blobs.append(out[end + 1:end + 1 + size])
-        at = end + 2 + size
-    return blobs
-
-
 def label_names(git_dir: str) -> list[str]:
-    cells = loadmat(io.BytesIO(read_blobs(git_dir, ["label_list.mat"])[0]))["label_list"][0]
+    cells = loadmat(io.BytesIO(read_blobs(git_dir, ["label_list.mat"])["label_list.mat"]))["label_list"][0]
     return [str(cell[0]) for cell in cells]
 
 
@@ -86,7 +75,7 @@ def main():
                               "annotations/pixel-level/"], capture_output=True, text=True, check=True).stdout
     annotations = sorted(listing.split())
     boxes = {}
-    for path, blob in zip(annotations, read_blobs(args.git_dir, annotations)):
+    for path, blob in read_blobs(args.git_dir, annotations).items():
         mask = loadmat(io.BytesIO(blob))["groundtruth"]
         boxes[Path(path).stem] = garment_boxes(mask, names, args.min_side)
     counts = Counter(name for found in boxes.values() for name in found)

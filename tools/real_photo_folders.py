@@ -23,6 +23,26 @@ from pathlib import Path
 from PIL import Image
 
 
+def read_blobs(git_dir: str, paths) -> dict[str, bytes | None]:
+    """Each distinct path's bytes at HEAD (None where the repository lacks it), from one
+    `git cat-file --batch`: per file a header line, then exactly that many bytes."""
+    unique = list(dict.fromkeys(paths))
+    out = subprocess.run(["git", "-C", git_dir, "cat-file", "--batch"], capture_output=True, check=True,
+                         input="".join(f"HEAD:{path}\n" for path in unique).encode()).stdout
+    blobs, at = {}, 0
+    for path in unique:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if header[-1] == b"missing":
+            blobs[path] = None
+            continue
+        size = int(header[2])
+        blobs[path] = out[at:at + size]
+        at += size + 1
+    return blobs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ids", type=Path, help="CSV with id, category, role (shop or unseen) and optionally box")
@@ -33,23 +53,16 @@ def main():
     args = parser.parse_args()
     size_to = tuple(int(side) for side in args.size.lower().split("x")) if args.size else None
     rows = list(csv.DictReader(args.ids.open(newline="")))
-    blobs = "".join(f"HEAD:{args.path.format(id=row['id'])}\n" for row in rows).encode()
-    # one `git cat-file --batch` for every photo: the header line, then exactly that many bytes
-    out = subprocess.run(["git", "-C", args.git_dir, "cat-file", "--batch"], input=blobs, capture_output=True,
-                         check=True).stdout
-    at, missing = 0, 0
-    for row in rows:
-        end = out.index(b"\n", at)
-        header = out[at:end].split()
-        at = end + 1
-        if header[-1] == b"missing":
+    photo_paths = [args.path.format(id=row["id"]) for row in rows]
+    blobs = read_blobs(args.git_dir, photo_paths)  # a photo with several crops is read once
+    missing = 0
+    for row, photo_path in zip(rows, photo_paths):
+        data = blobs[photo_path]
+        if data is None:
             missing += 1
             continue
-        size = int(header[2])
         target = args.out / row["role"] / row["category"] / f"{row['id']}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
-        data = out[at:at + size]
-        at += size + 1
         if size_to or row.get("box"):
             image = Image.open(io.BytesIO(data)).convert("RGB")
             if row.get("box"):
