@@ -166,6 +166,33 @@ def test_init_trains_on_fewer_photos_rather_than_plan_over_the_budget(tmp_path):
     assert sum("training images per category cut to" in r for r in tight.reasons) == 1
 
 
+def test_init_plans_the_tail_alone_where_the_backbone_would_get_only_its_least_epochs(tmp_path):
+    """Fine-tuned whole for 2 epochs, the backbone lost to the tail out of fold and bought nothing
+    (docs/own-photos.md): where the budget gives it no more beside the tail, the tail is planned
+    alone, on every training photo, at a canvas of up to its 224 px input, and what is left goes to
+    the baselines. A backbone is never planned at its least epochs beside a tail."""
+    from fashionclf.serve.init import MARGIN, PRETRAINED_EPOCHS
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    photos = PhotoFolder(tmp_path, {"bags": 1500, "shoes": 1500}, median_long_side=278)
+    alone, with_baseline = [], 0
+    for budget in range(200, 700, 10):
+        chosen = plan(photos, template, budget, 250, fake_costs)
+        models = chosen.params["train"]["models"]
+        assert chosen.estimate_s <= budget * (1 - MARGIN) + 1e-6 or "efficientnet_lite0_tail" not in models
+        if "efficientnet_lite0_tail" in models and "efficientnet_lite0" in models:
+            assert models["efficientnet_lite0"]["epochs"] > PRETRAINED_EPOCHS[0], budget
+            assert chosen.params["clean"]["canvas_size"] == 128
+        if "efficientnet_lite0_tail" in models and "efficientnet_lite0" not in models:
+            alone.append(budget)
+            assert chosen.params["clean"]["canvas_size"] == 224 and chosen.params["balance"]["per_class"] == 800
+            assert sum("efficientnet_lite0 not fine-tuned whole" in r for r in chosen.reasons) == 1
+            assert any("--budget-minutes" in r for r in chosen.reasons)  # the budget that would train it
+            with_baseline += "mobilenet_v2" in models  # what the tail leaves goes to the baselines
+    assert alone and with_baseline, "no budget in the sweep planned the tail alone, with a baseline"
+    before = plan(photos, template, alone[0] - 10, 250, fake_costs).params["train"]["models"]
+    assert "efficientnet_lite0_tail" not in before  # one step less: the tail over half the budget
+
+
 @pytest.mark.parametrize("fold_workers, threads, expected", [
     (2, 1, (3, 2, 1, 2, 1)),   # two folds side by side, the third alone on both workers' threads
     (3, 1, (3, 3, 1, 0, 1)),   # one round, no last one

@@ -151,6 +151,13 @@ def photo_canvas(photos: PhotoFolder) -> int:
     return min(PHOTO_CANVAS, max(28, photos.median_long_side))
 
 
+def tail_canvas(photos: PhotoFolder) -> int:
+    """With no backbone fine-tuned whole, the small canvas buys no epochs: the photos keep the pixels
+    the tail sees, up to its input size (on street photos, 224 against 128 px: 74.7 against 73.1% out
+    of fold; docs/own-photos.md)."""
+    return min(TAIL_SIZE, max(28, photos.median_long_side))
+
+
 def pretrained_size(canvas: int) -> int:
     return max(PRETRAINED_SIZE, canvas)
 
@@ -199,12 +206,21 @@ def pretrained_choice(fits: dict[str, int]) -> str:
     return larger[-1] if larger else next(iter(fits))
 
 
+@dataclass
+class ModelPlan:
+    models: dict
+    spent: float          # estimated seconds of the planned models
+    backbone: str         # the fine-tuned pretrained model: planned, or left to the tail alone
+    backbone_most_s: float  # seconds of the pretrained models with the backbone at its most epochs
+    tail_alone: bool
+
+
 def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: int, costs, available: float,
-                  reasons: list[str], backbones: tuple[str, ...] = (LITE0,)) -> tuple[dict, float, float]:
-    """(models, estimated seconds, seconds of the pretrained models at the fine-tuned one's most
-    epochs): a fine-tuned tail first, where it costs at most TAIL_SHARE of the budget, since it
-    is cheap and strong; then the fine-tuned model with as many epochs as fit; then each
-    from-scratch baseline that still fits."""
+                  reasons: list[str], backbones: tuple[str, ...] = (LITE0,)) -> ModelPlan:
+    """A fine-tuned tail first, where it costs at most TAIL_SHARE of the budget, since it is cheap
+    and strong; then the fine-tuned model with as many epochs as fit, unless the budget gives it
+    only its least epochs, where the tail is planned alone; then each from-scratch baseline that
+    still fits."""
     seconds = lambda cost, epochs: model_seconds(cost, schedule, epochs, split.per_class, len(split.names),
                                                  split.held_out, noise_levels)
     lite_size = pretrained_size(canvas)
@@ -218,24 +234,32 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
     tail = backbones[0] + TAIL_SUFFIX
     tail_cost = tail_seconds(costs(tail, TAIL_SIZE), costs(backbones[0], TAIL_SIZE), schedule, TAIL_EPOCHS,
                              split.per_class, len(split.names), split.held_out, noise_levels)
-    if tail_cost > TAIL_SHARE * available:
-        tail = None
-        reasons.append(f"no fine-tuned tail: {backbones[0]}'s at {TAIL_SIZE} px would take about {tail_cost:.0f} s, "
-                       f"over {TAIL_SHARE:.0%} of the budget")
-    fits = {name: most_epochs(name, available - (tail_cost if tail else 0.0)) for name in backbones}
+    beside = tail_cost <= TAIL_SHARE * available
+    fits = {name: most_epochs(name, available - (tail_cost if beside else 0.0)) for name in backbones}
     lite = pretrained_choice(fits)
     lite_cost, lite_epochs = costs(lite, lite_size), fits[lite]
-    models = {lite: {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}}
-    spent = seconds(lite_cost, lite_epochs)
-    reasons.append(f"{lite} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
-                   f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here"
-                   + (f" (epochs that fit: " + ", ".join(f"{n} {e}" for n, e in fits.items())
-                      + f"; the largest with {LARGER_BACKBONE_EPOCHS} or more is chosen)" if len(fits) > 1 else ""))
-    reasons.append(f"timed as the stages run it: {schedule.workers} folds at once, {schedule.threads} thread(s) each, "
-                   f"{lite_cost.fold[0] * 1e3:.1f} ms per training image"
-                   + (f"; the last round's fold alone on {schedule.last_threads} threads "
-                      f"{lite_cost.last[0] * 1e3:.1f} ms" if schedule.last_threads else ""))
-    if tail:
+    fitted = "" if len(fits) == 1 else (" (epochs that fit: " + ", ".join(f"{n} {e}" for n, e in fits.items())
+                                        + f"; the largest with {LARGER_BACKBONE_EPOCHS} or more is chosen)")
+    tail_alone = lite_epochs <= PRETRAINED_EPOCHS[0] and tail_cost <= available
+    models, spent = {}, 0.0
+    if tail_alone:
+        reasons.append(f"{lite} not fine-tuned whole: the budget gives it only its least {lite_epochs} epochs{fitted}, "
+                       f"where on street photos it labelled 4-6 points fewer correctly than the tail out of fold, and "
+                       f"the tail alone gave the same predictions in half the time (docs/own-photos.md), so the "
+                       f"tail is planned alone")
+    else:
+        if not beside:
+            reasons.append(f"no fine-tuned tail: {backbones[0]}'s at {TAIL_SIZE} px would take about "
+                           f"{tail_cost:.0f} s, over {TAIL_SHARE:.0%} of the budget")
+        models[lite] = {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}
+        spent = seconds(lite_cost, lite_epochs)
+        reasons.append(f"{lite} (ImageNet weights, offline) at {lite_size} px, {lite_epochs} epochs: its pretrained "
+                       f"features need about {PRETRAINED_SIZE} px; estimated {spent:.0f} s here{fitted}")
+        reasons.append(f"timed as the stages run it: {schedule.workers} folds at once, {schedule.threads} thread(s) "
+                       f"each, {lite_cost.fold[0] * 1e3:.1f} ms per training image"
+                       + (f"; the last round's fold alone on {schedule.last_threads} threads "
+                          f"{lite_cost.last[0] * 1e3:.1f} ms" if schedule.last_threads else ""))
+    if tail_alone or beside:
         models[tail] = {"image_size": TAIL_SIZE, "epochs": TAIL_EPOCHS, "lr": TAIL_LR, "ema_decay": 0.0}
         spent += tail_cost
         reasons.append(f"{tail}: {backbones[0]} at {TAIL_SIZE} px, frozen but for its last block and final "
@@ -255,7 +279,8 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
         else:
             reasons.append(f"{name} left out: {epochs} epochs would take about {cost:.0f} s, over what is left "
                            f"of the budget ({max(0.0, available - spent):.0f} s)")
-    return models, spent, seconds(lite_cost, PRETRAINED_EPOCHS[1]) + (tail_cost if tail else 0.0)
+    most = seconds(lite_cost, PRETRAINED_EPOCHS[1]) + (tail_cost if beside else 0.0)
+    return ModelPlan(models, spent, lite, most, tail_alone)
 
 
 def planned_params(photos: PhotoFolder, template: dict, split: Split, canvas: int, models: dict) -> dict:
@@ -285,28 +310,30 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                f"(it reads {speed:.0f} img/s)"]
     split = split_of(photos, reasons)
     canvas = photo_canvas(photos)
-    reasons.append(f"canvas {canvas} px: the photos' median long side is {photos.median_long_side} px"
-                   + (", which the letterbox keeps whole" if canvas == photos.median_long_side
-                      else f"; {PHOTO_CANVAS} px at most"))
     fixed = sum(photos.counts.values()) * FIXED_PER_PHOTO_S + FIXED_S
     available = budget * (1 - MARGIN) - fixed
     schedule, noise_levels = Schedule.of(template, FOLDS), len(template["noise"]["sigmas"])
     wanted = split.per_class
     while True:  # never a plan over the budget: fewer training images before fewer than the least epochs
         model_reasons = []
-        models, spent, lite_most = choose_models(split, canvas, schedule, noise_levels, costs, available,
-                                                 model_reasons, backbones)
-        if spent <= available or split.per_class <= MIN_PER_CLASS:
+        chosen = choose_models(split, canvas, schedule, noise_levels, costs, available, model_reasons, backbones)
+        if chosen.spent <= available or split.per_class <= MIN_PER_CLASS:
             break
         split = dataclasses.replace(split, per_class=max(MIN_PER_CLASS, int(split.per_class * 0.9)))
+    if chosen.tail_alone:
+        canvas = tail_canvas(photos)
+    reasons.append(f"canvas {canvas} px: the photos' median long side is {photos.median_long_side} px"
+                   + (", which the letterbox keeps whole" if canvas == photos.median_long_side
+                      else f"; {TAIL_SIZE} px at most, the tail's input, with no backbone fine-tuned whole"
+                      if chosen.tail_alone else f"; {PHOTO_CANVAS} px at most"))
     if split.per_class < wanted:
         reasons.append(f"training images per category cut to {split.per_class} (from {wanted}): the pretrained "
                        f"model's {PRETRAINED_EPOCHS[0]} epochs on all of them would not fit the budget")
     reasons += model_reasons
-    lite = next(iter(models))
-    if models[lite]["epochs"] < PRETRAINED_EPOCHS[1]:
-        enough = (lite_most + fixed) / (1 - MARGIN) * speed / REFERENCE_SPEED
-        reasons.append(f"the budget gives {lite} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
+    models, spent = chosen.models, chosen.spent
+    if models.get(chosen.backbone, {}).get("epochs", 0) < PRETRAINED_EPOCHS[1]:
+        enough = (chosen.backbone_most_s + fixed) / (1 - MARGIN) * speed / REFERENCE_SPEED
+        reasons.append(f"the budget gives {chosen.backbone} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
                        f"--budget-minutes {math.ceil(enough / 60)} would give them")
     estimate = spent + fixed
     if estimate > budget:
