@@ -145,17 +145,12 @@ def tail_seconds(tail: Costs, backbone: Costs, schedule: Schedule, epochs: int, 
     return (frozen + training + testing) * MEASURED_OVER_MODELLED
 
 
-def photo_canvas(photos: PhotoFolder) -> int:
+def photo_canvas(photos: PhotoFolder, largest: int = PHOTO_CANVAS) -> int:
     """The letterbox fits a photo's long side into the square canvas: a canvas of the short side
-    would shrink every 96x128 photo to 72x96."""
-    return min(PHOTO_CANVAS, max(28, photos.median_long_side))
-
-
-def tail_canvas(photos: PhotoFolder) -> int:
-    """With no backbone fine-tuned whole, the small canvas buys no epochs: the photos keep the pixels
-    the tail sees, up to its input size (on street photos, 224 against 128 px: 74.7 against 73.1% out
-    of fold; docs/own-photos.md)."""
-    return min(TAIL_SIZE, max(28, photos.median_long_side))
+    would shrink every 96x128 photo to 72x96. With no backbone fine-tuned whole, the small canvas buys
+    no epochs, so a tail alone gets up to its input size, TAIL_SIZE (on street photos, 224 against
+    128 px: 74.7 against 73.1% out of fold; docs/own-photos.md)."""
+    return min(largest, max(28, photos.median_long_side))
 
 
 def pretrained_size(canvas: int) -> int:
@@ -320,12 +315,12 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
         if chosen.spent <= available or split.per_class <= MIN_PER_CLASS:
             break
         split = dataclasses.replace(split, per_class=max(MIN_PER_CLASS, int(split.per_class * 0.9)))
-    if chosen.tail_alone:
-        canvas = tail_canvas(photos)
+    largest = TAIL_SIZE if chosen.tail_alone else PHOTO_CANVAS
+    canvas = photo_canvas(photos, largest)
     reasons.append(f"canvas {canvas} px: the photos' median long side is {photos.median_long_side} px"
                    + (", which the letterbox keeps whole" if canvas == photos.median_long_side
-                      else f"; {TAIL_SIZE} px at most, the tail's input, with no backbone fine-tuned whole"
-                      if chosen.tail_alone else f"; {PHOTO_CANVAS} px at most"))
+                      else f"; {largest} px at most"
+                      + (", the tail's input, with no backbone fine-tuned whole" if chosen.tail_alone else "")))
     if split.per_class < wanted:
         reasons.append(f"training images per category cut to {split.per_class} (from {wanted}): the pretrained "
                        f"model's {PRETRAINED_EPOCHS[0]} epochs on all of them would not fit the budget")
