@@ -155,9 +155,11 @@ def audit(project: Path) -> None:
     suspects = pd.read_csv(project / "data" / "suspect_labels.csv", keep_default_na=False)
     calibration = suspects[suspects["split"] == "calibration"]
     review = json.loads((project / "metrics" / "review.json").read_text())["calibration_suspects"]
+    queue = review["test"] or {}
+    precision = "–" if queue.get("precision") is None else f"{100 * queue['precision']:.1f}"  # none labelled
     print(f"\nlabel audit: {len(calibration)} calibration photos suspected mislabelled" + (
-        f"; were all as suggested, the test split's queue: {100 * review['test']['coverage']:.1f} % at "
-        f"{100 * review['test']['precision']:.1f} % precision" if review["test"] else ""))
+        f"; were all as suggested, the test split's queue: {100 * queue['coverage']:.1f} % at "
+        f"{precision} % precision" if queue else ""))
     for row in calibration.itertuples():
         print(f"  {row.path}: given {row.given}, suggested {row.category} (label quality {row.label_quality:g})")
 

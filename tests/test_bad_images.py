@@ -1,4 +1,5 @@
 """A generated corpus of awkward files: each is decoded correctly or dropped with its reason."""
+import io
 import os
 import struct
 import zlib
@@ -103,3 +104,47 @@ def test_awkward_formats_decode_correctly(tmp_path):
     # after rotating 90 degrees clockwise the white half is on top: 20 wide x 40 high, padded
     assert upright.shape == (40, 40, 3)
     assert upright[5, 20].mean() > 200 and upright[35, 20].mean() < 50
+
+
+def test_clean_on_several_threads_writes_the_same_bytes_and_holds_its_own_pixel_limit(tmp_path):
+    """Decoding runs on every core; each image is still judged alone, in order. The pixel limit is
+    each call's, not a process-wide setting that one thread could swap under another's open: below
+    PIL's own limit, every image over it is a bomb; above it, an image between the two is decoded
+    (here: a header with no pixels, so unreadable), never called a bomb; on any thread count."""
+    raw = build_corpus(tmp_path / "raw")
+    for i in range(16):  # enough files that the threads are decoding at once
+        make_image(raw / "bags" / f"big_{i:02d}.png", i % 3, i, size=(64 + i, 48))
+        make_image(raw / "bags" / f"small_{i:02d}.png", i % 3, 100 + i, size=(40, 40))
+        jpeg_header_only(raw / "bags" / f"huge_{i:02d}.jpg", 10_000, 9_000 + i)  # over PIL's 89.5M
+    outs = {}
+    for limit, huge in ((40 * 40, "decompression_bomb"), (10 ** 9, "unreadable_or_truncated")):
+        for threads in (1, 2, 4):
+            out = tmp_path / f"{limit}-{threads}"
+            report = clean_files_of(raw, 32, 4, limit, out, threads)
+            dropped = pd.read_csv(out / "dropped.csv").set_index("path")["reason"].to_dict()
+            assert {dropped[f"bags/huge_{i:02d}.jpg"] for i in range(16)} == {huge}
+            big = {dropped.get(f"bags/big_{i:02d}.png", "kept") for i in range(16)}
+            assert big == ({"decompression_bomb"} if limit < 64 * 48 else {"kept"})
+            assert not any(p.startswith("bags/small_") for p in dropped)
+            outs[limit, threads] = report, (out / "dropped.csv").read_bytes(), load_imageset(out / "clean")
+        for threads in (2, 4):
+            assert outs[limit, threads][:2] == outs[limit, 1][:2]
+            assert np.array_equal(outs[limit, threads][2][0], outs[limit, 1][2][0])
+            assert outs[limit, threads][2][1].equals(outs[limit, 1][2][1])
+
+
+def jpeg_header_only(path, width, height):
+    """A JPEG whose frame header declares width x height pixels, cut off where its pixels would start
+    (decoded at a reduced draft scale, so a test allocates little for it)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    struct.pack_into(">HH", data, data.index(b"\xff\xc0") + 5, height, width)
+    path.write_bytes(bytes(data[: data.index(b"\xff\xda") + 14]))
+
+
+def clean_files_of(raw, size, min_side, max_pixels, out, threads):
+    from fashionclf.data.clean import clean_files, list_raw_files
+    out.mkdir()
+    return clean_files(list_raw_files(raw), lambda rel: raw / rel, size, min_side, max_pixels, out / "clean",
+                       out / "dropped.csv", threads=threads)

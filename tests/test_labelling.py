@@ -65,8 +65,8 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     large = plan(dataclasses.replace(photos, median_long_side=224), template, 900, 250, fake_costs).params
     assert large["clean"]["canvas_size"] == 128 == large["train"]["models"]["efficientnet_lite0"]["image_size"]
     # a faster last round leaves budget for more epochs
-    sped = plan(photos, template, 50, 250, lambda name, size: fake_costs(name, size, last_speedup=1.6))
-    plain = plan(photos, template, 50, 250, fake_costs)
+    sped = plan(photos, template, 70, 250, lambda name, size: fake_costs(name, size, last_speedup=1.6))
+    plain = plan(photos, template, 70, 250, fake_costs)
     assert sped.params["train"]["models"]["efficientnet_lite0"]["epochs"] > plain.params["train"]["models"][
         "efficientnet_lite0"]["epochs"]
     assert set(generous.params["train"]["models"]) > set(tight.params["train"]["models"]) == {"efficientnet_lite0"}
@@ -90,12 +90,34 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert slow.params["train"]["models"] == generous.params["train"]["models"]
 
 
+def test_init_costs_decoding_and_copying_the_shops_own_photos(shop_photos):
+    """clean's decoding is timed on a sample of the shop's photos and spread over its threads, and
+    fetch's copy is costed per byte: phone photos (27 ms a decode at 12 MP) cost the stages around
+    the models minutes, where 224 px ones cost seconds. The same models, a larger estimate."""
+    from fashionclf.data.clean import decode_threads
+    from fashionclf.serve.init import COPY_S_PER_BYTE, fixed_seconds
+    photos = scan(shop_photos)
+    files = [f for f in shop_photos.rglob("*.jpg")]
+    assert photos.total_bytes == sum(f.stat().st_size for f in files)
+    assert 0 < photos.decode_s < 1
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    light = plan(photos, template, budget_s_ref=900, speed=250, costs=fake_costs)
+    phone = dataclasses.replace(photos, decode_s=0.027, total_bytes=len(files) * 3_000_000)
+    heavy = plan(phone, template, budget_s_ref=900, speed=250, costs=fake_costs)
+    assert heavy.params["train"]["models"] == light.params["train"]["models"]
+    extra = len(files) * (0.027 - photos.decode_s) / decode_threads() \
+        + (phone.total_bytes - photos.total_bytes) * COPY_S_PER_BYTE
+    assert fixed_seconds(phone) - fixed_seconds(photos) == pytest.approx(extra)
+    assert heavy.estimate_s - light.estimate_s == pytest.approx(extra)
+    assert any(r.startswith("the stages around the models: about") and "27.0 ms" in r for r in heavy.reasons)
+
+
 def test_a_tails_cost_one_frozen_pass_per_view_and_its_steps_per_fold():
     """A fine-tuned tail (learn/tail.py): init costs the frozen part at two backbone passes per training
     photo, once for all folds; each fold's tail steps over both views an epoch and its validation;
     and the test stages at one backbone pass per held-out image and every fold's tail on its output
     (learn/inference.Ensemble)."""
-    from fashionclf.serve.init import MEASURED_OVER_MODELLED, tail_seconds, testing_seconds
+    from fashionclf.serve.init import MEASURED_OVER_MODELLED, MODEL_STAGES_S, tail_seconds, testing_seconds
     tail, backbone = fake_costs("efficientnet_lite0_tail", 224), fake_costs("efficientnet_lite0", 224)
     schedule = Schedule(3, 2, 1, 2, 2)
     one_pass = testing_seconds(backbone, schedule, held_out=300, noise_levels=2, passes=1)
@@ -106,8 +128,10 @@ def test_a_tails_cost_one_frozen_pass_per_view_and_its_steps_per_fold():
         untested + (one_pass + tails) * MEASURED_OVER_MODELLED)
     one_fold = lambda cost: 3 * (2 * 400 * 2 / 3 * cost[0] + 400 / 3 * cost[1])  # 3 epochs, 400 images
     frozen = 2 * 400 * backbone.test
-    assert untested == pytest.approx((frozen + one_fold(tail.fold) + one_fold(tail.last)) * MEASURED_OVER_MODELLED)
-    assert tail_seconds(tail, backbone, schedule, 6, 100, 4, 0, 2) == pytest.approx(2 * untested - frozen)
+    assert untested == pytest.approx((frozen + one_fold(tail.fold) + one_fold(tail.last)) * MEASURED_OVER_MODELLED
+                                     + MODEL_STAGES_S)  # its stages' start and writes, once
+    assert tail_seconds(tail, backbone, schedule, 6, 100, 4, 0, 2) == pytest.approx(
+        2 * untested - frozen - MODEL_STAGES_S)
 
 
 def test_init_chooses_the_largest_backbone_the_budget_trains_long_enough():
@@ -132,7 +156,7 @@ def test_init_leaves_a_baseline_out_only_where_it_would_not_fit_beside_the_rest(
     template = yaml.safe_load(open(params.PARAMS_FILE))
     photos = PhotoFolder(ROOT, {"bags": 300, "shoes": 300}, median_long_side=128)
     with_tail_and_baseline = 0
-    for budget in range(60, 300, 5):
+    for budget in range(80, 320, 5):
         chosen = plan(photos, template, budget, 250, fake_costs)
         models = chosen.params["train"]["models"]
         assert chosen.estimate_s <= budget * (1 - MARGIN) + 1e-6

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,11 @@ from PIL import Image, ImageOps
 
 from ..core.errors import ImageRejected
 from ..core.params import PIL_PIXEL_LIMIT
+
+# decode checks each image's pixels against its own max_pixels as soon as the header is read, before
+# anything is decoded. PIL's process-wide limit is off, so that threads decoding at once (clean) need
+# not swap a global: swapped per call, one thread's restore lifted or lowered another's limit mid-open.
+Image.MAX_IMAGE_PIXELS = None
 
 # Reasons an image is dropped; clean.json counts them under these names.
 ZERO_BYTES = "zero_bytes"
@@ -72,31 +76,23 @@ def decode(source: Path | str | bytes, size: int, min_side: int = 1, max_pixels:
             raise ImageRejected(NOT_A_FILE, "not a regular file")
         if opened.stat().st_size == 0:
             raise ImageRejected(ZERO_BYTES)
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(opened) as img:
-                if img.width * img.height > max_pixels:
-                    raise ImageRejected(BOMB, f"{img.width}x{img.height} pixels")
-                if min(img.size) < min_side:
-                    raise ImageRejected(TOO_SMALL, f"{img.width}x{img.height} < {min_side}")
-                if img.format == "JPEG" and img.mode in ("RGB", "L"):
-                    img.draft(img.mode, (size, size))
-                img.load()  # full decode: truncated data fails here, not later
-                img = ImageOps.exif_transpose(img)
-                return letterbox(to_rgb(img), size)
+        with Image.open(opened) as img:
+            if img.width * img.height > max_pixels:
+                raise ImageRejected(BOMB, f"{img.width}x{img.height} pixels, over {max_pixels}")
+            if min(img.size) < min_side:
+                raise ImageRejected(TOO_SMALL, f"{img.width}x{img.height} < {min_side}")
+            if img.format == "JPEG" and img.mode in ("RGB", "L"):
+                img.draft(img.mode, (size, size))
+            img.load()  # full decode: truncated data fails here, not later
+            img = ImageOps.exif_transpose(img)
+            return letterbox(to_rgb(img), size)
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(BOMB, str(exc)) from None
     except Image.UnidentifiedImageError:
         raise ImageRejected(NOT_AN_IMAGE, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageRejected(UNREADABLE, f"{type(exc).__name__}: {exc}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
 
 
 IMAGE_STATISTICS = ("brightness", "contrast", "border")

@@ -9,16 +9,19 @@ import math
 import re
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from PIL import Image
 
-from ..core.errors import ParamError
+from ..core.errors import ImageRejected, ParamError
 from ..core.params import PARAMS_FILE, RESERVED_CATEGORIES, SECTIONS, parse
 from ..core.registry import LITE0, LITE_MODELS, TAIL_SUFFIX
 from ..data.balance import held_out_count
+from ..data.clean import decode_threads
+from ..data.imaging import decode
 from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, measure
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -31,8 +34,13 @@ FOLDS = 3                    # a shop's plan: 5 cost too much, 2 train each mode
 PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (more overfit thumbnails)
 MARGIN = 0.08                # budget share kept back for what the estimate misses (runs came within ±10%)
 # the stages around the models: fetch to augment per photo, aggregate, review, export and the plots'
-# template together; measured on 2,682 real photos (two runs): 11 s and 20 s of this machine's time
+# template together; measured on 2,682 real photos (two runs): 11 s and 20 s of this machine's time.
+# Beyond that, clean's decoding is timed on a sample of the shop's own photos (a 12 MP phone photo
+# takes 27 ms, a 224 px one under 1), and fetch's copy, DVC's hash and its cache copy of the archive
+# cost per byte (954 MB of phone photos: 2.3 s, on top of a stage's start)
 FIXED_PER_PHOTO_S, FIXED_S = 0.005, 20.0
+COPY_S_PER_BYTE = 2.5e-9
+DECODE_SAMPLE = 60           # photos whose decoding init times, spread over the categories
 # cv_train and test stages, measured / modelled, both at the reference speed: what the step timing leaves
 # out (BatchNorm recalibration, augmentation, checkpoints, workers' start). It was 1.15 in this machine's
 # seconds, but that was mostly the yardstick: half-second windows (init's timing) mostly read the
@@ -40,6 +48,11 @@ FIXED_PER_PHOTO_S, FIXED_S = 0.005, 20.0
 # 4 pairs, by 3-27%), and in reference seconds the 10 runs of docs/own-photos.md took 0.79-1.05
 # (median 0.86) of the estimates.
 MEASURED_OVER_MODELLED = 1.0
+# each model's three stages (cv_train, test_clean, test_noise) beyond their compute: processes and
+# fold workers started, torch imported, checkpoints and predictions written and hashed. On 400 phone
+# photos, where the compute is small, four models' stages took 16-21 s each over their estimates when
+# run one by one (less about 1.7 s of dvc's own start per stage, in one `dvc repro`)
+MODEL_STAGES_S = 13.0
 SCRATCH_CANDIDATES = (("mobilenet_v2", 0.006), ("resnet18", 0.004))
 BACKBONES = LITE_MODELS         # init --backbone auto chooses among these: the largest that the budget
 LARGER_BACKBONE_EPOCHS = 6      # gives this many epochs. Epochs first: on 96x128 studio photos lite0 with 6
@@ -58,6 +71,8 @@ class PhotoFolder:
     root: Path
     counts: dict[str, int] = field(default_factory=dict)
     median_long_side: int = 0
+    decode_s: float = 0.0    # seconds to decode one photo onto the canvas, on one thread (a sample's mean)
+    total_bytes: int = 0
 
 
 def category_name(folder: str) -> str:
@@ -69,13 +84,16 @@ def scan(root: Path) -> PhotoFolder:
     if not root.is_dir():
         raise ParamError(f"init: {root} is not a folder")
     found = PhotoFolder(root)
-    sides = []
+    sides, sampled = [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not files:
             continue
         found.counts[sub.name] = len(files)
-        for f in files[:: max(1, len(files) // SIZE_SAMPLE)][:SIZE_SAMPLE]:
+        found.total_bytes += sum(f.stat().st_size for f in files)
+        sample = files[:: max(1, len(files) // SIZE_SAMPLE)][:SIZE_SAMPLE]
+        sampled += sample
+        for f in sample:
             try:
                 with Image.open(f) as img:
                     sides.append(max(img.size))
@@ -91,7 +109,30 @@ def scan(root: Path) -> PhotoFolder:
         raise ParamError(f"init: sub-folder names {list(found.counts)} do not give distinct category names "
                          f"(reserved: {', '.join(RESERVED_CATEGORIES)})")
     found.median_long_side = int(statistics.median(sides)) if sides else PHOTO_CANVAS
+    found.decode_s = decode_seconds(sampled[:: max(1, len(sampled) // DECODE_SAMPLE)][:DECODE_SAMPLE])
     return found
+
+
+def decode_seconds(files: list[Path]) -> float:
+    """Mean seconds to decode one of ``files`` as clean does, onto the largest canvas init plans (the
+    file already read: fetch's copy is costed per byte)."""
+    seconds = []
+    for f in files:
+        data = f.read_bytes()
+        start = time.perf_counter()
+        try:
+            decode(data, TAIL_SIZE)
+        except ImageRejected:
+            pass  # clean drops it after as much work
+        seconds.append(time.perf_counter() - start)
+    return statistics.fmean(seconds) if seconds else 0.0
+
+
+def fixed_seconds(photos: PhotoFolder) -> float:
+    """The stages around the models, in this machine's seconds: per photo and per byte for fetch to
+    augment, clean's decoding on its threads as timed, and the stages after the models."""
+    photo = FIXED_PER_PHOTO_S + photos.decode_s / decode_threads()
+    return sum(photos.counts.values()) * photo + photos.total_bytes * COPY_S_PER_BYTE + FIXED_S
 
 
 def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int, classes: int, held_out: int,
@@ -107,7 +148,7 @@ def model_seconds(costs: Costs, schedule: Schedule, epochs: int, per_class: int,
             + (epochs + 2) * trainval / schedule.folds * infer_s
 
     return (in_rounds(schedule, costs, fold) + testing_seconds(costs, schedule, held_out, noise_levels)) \
-        * MEASURED_OVER_MODELLED
+        * MEASURED_OVER_MODELLED + MODEL_STAGES_S
 
 
 def in_rounds(schedule: Schedule, costs: Costs, fold) -> float:
@@ -142,7 +183,7 @@ def tail_seconds(tail: Costs, backbone: Costs, schedule: Schedule, epochs: int, 
     frozen = 2 * trainval * backbone.test
     testing = testing_seconds(backbone, schedule, held_out, noise_levels, passes=1) \
         + testing_seconds(tail, schedule, held_out, noise_levels)
-    return (frozen + training + testing) * MEASURED_OVER_MODELLED
+    return (frozen + training + testing) * MEASURED_OVER_MODELLED + MODEL_STAGES_S
 
 
 def photo_canvas(photos: PhotoFolder, largest: int = PHOTO_CANVAS) -> int:
@@ -305,7 +346,10 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
                f"(it reads {speed:.0f} img/s)"]
     split = split_of(photos, reasons)
     canvas = photo_canvas(photos)
-    fixed = sum(photos.counts.values()) * FIXED_PER_PHOTO_S + FIXED_S
+    fixed = fixed_seconds(photos)
+    reasons.append(f"the stages around the models: about {fixed:.0f} s here, with clean decoding a photo in "
+                   f"{photos.decode_s * 1e3:.1f} ms (timed on a sample) on {decode_threads()} thread(s) and fetch "
+                   f"copying {photos.total_bytes / 1e6:.0f} MB")
     available = budget * (1 - MARGIN) - fixed
     schedule, noise_levels = Schedule.of(template, FOLDS), len(template["noise"]["sigmas"])
     wanted = split.per_class
