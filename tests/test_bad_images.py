@@ -120,7 +120,7 @@ def test_clean_on_several_threads_writes_the_same_bytes_and_holds_its_own_pixel_
     for limit, huge in ((40 * 40, "decompression_bomb"), (10 ** 9, "unreadable_or_truncated")):
         for threads in (1, 2, 4):
             out = tmp_path / f"{limit}-{threads}"
-            report = clean_files_of(raw, 32, 4, limit, out, threads)
+            report = clean(raw, 32, 4, limit, out / "clean", out / "dropped.csv", threads=threads)
             dropped = pd.read_csv(out / "dropped.csv").set_index("path")["reason"].to_dict()
             assert {dropped[f"bags/huge_{i:02d}.jpg"] for i in range(16)} == {huge}
             big = {dropped.get(f"bags/big_{i:02d}.png", "kept") for i in range(16)}
@@ -141,10 +141,3 @@ def jpeg_header_only(path, width, height):
     data = bytearray(buf.getvalue())
     struct.pack_into(">HH", data, data.index(b"\xff\xc0") + 5, height, width)
     path.write_bytes(bytes(data[: data.index(b"\xff\xda") + 14]))
-
-
-def clean_files_of(raw, size, min_side, max_pixels, out, threads):
-    from fashionclf.data.clean import clean_files, list_raw_files
-    out.mkdir()
-    return clean_files(list_raw_files(raw), lambda rel: raw / rel, size, min_side, max_pixels, out / "clean",
-                       out / "dropped.csv", threads=threads)

@@ -32,8 +32,9 @@ def list_raw_files(raw: Path) -> list[str]:
 
 
 def clean(raw: Path | str, size: int, min_side: int, max_pixels: int, out: Path | str,
-          dropped_csv: Path | str) -> dict:
-    """Decode every raw image: the members of fetch's archive, or the files below a folder."""
+          dropped_csv: Path | str, threads: int | None = None) -> dict:
+    """Decode every raw image: the members of fetch's archive, or the files below a folder, on
+    ``threads`` (default: decode_threads())."""
     raw = Path(raw)
     with ExitStack() as stack:
         try:
@@ -42,7 +43,7 @@ def clean(raw: Path | str, size: int, min_side: int, max_pixels: int, out: Path 
             raise DataError(f"{raw} is neither a folder nor a zip archive of raw images") from None
         files = sorted(n for n in archive.namelist() if not n.endswith("/")) if archive else list_raw_files(raw)
         read = archive.read if archive else (lambda rel: raw / rel)
-        return clean_files(files, read, size, min_side, max_pixels, out, dropped_csv)
+        return clean_files(files, read, size, min_side, max_pixels, out, dropped_csv, threads)
 
 
 def decode_threads() -> int:

@@ -296,7 +296,7 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
                        f"each, {lite_cost.fold[0] * 1e3:.1f} ms per training image"
                        + (f"; the last round's fold alone on {schedule.last_threads} threads "
                           f"{lite_cost.last[0] * 1e3:.1f} ms" if schedule.last_threads else ""))
-    if tail_alone or beside:
+    if beside:  # alone or with the fine-tuned model
         models[tail] = {"image_size": TAIL_SIZE, "epochs": TAIL_EPOCHS, "lr": TAIL_LR, "ema_decay": 0.0}
         spent += tail_cost
         reasons.append(f"{tail}: {backbones[0]} at {TAIL_SIZE} px, frozen but for its last block and final "
