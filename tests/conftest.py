@@ -20,8 +20,13 @@ def pytest_configure(config):
     """Under pytest-xdist each worker computes in-process with one torch thread. With the default, a
     thread per core, two workers on two cores keep descheduling each other's OpenMP threads: the
     in-process training tests ran 4-5x slower than alone (measured), against 2x for a fair share.
-    Stage and command subprocesses set their own thread counts, from params and flags, as always."""
+    Stage and command subprocesses set their own thread counts, from params and flags, as always.
+
+    Their OpenMP threads wait passively (OMP_WAIT_POLICY): by default an idle thread spins before it
+    sleeps, which on a core shared with the other worker burns that worker's time. The policy
+    changes no result, only who gets the core."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # inherited by every subprocess from here on
         import torch
         torch.set_num_threads(1)
 

@@ -1,7 +1,7 @@
 """README documents the current results: generated from reports/summary.md and reports/review.md."""
 import re
 
-from conftest import ROOT
+from conftest import ROOT, cli
 from fashionclf.report.readme import END, REVIEW_END, REVIEW_START, START, results_block
 
 
@@ -35,7 +35,6 @@ def test_readme_gives_the_two_setup_commands():
 
 def readme_commands():
     """Command lines in the README's code blocks (a trailing comment dropped)."""
-    import re
     text = (ROOT / "README.md").read_text()
     lines = [l.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
              for l in block.splitlines()]
@@ -43,19 +42,16 @@ def readme_commands():
 
 
 def test_readme_commands_exist_with_the_flags_they_use():
-    """Each `fashionclf <command>` the README shows answers --help and knows its flags; each bench
+    """Each `fashionclf <command>` the README shows answers --help and knows its flags (the entry point
+    run in-process: the help text is the same, without a torch import per command); each bench
     script it names exists and defines its flags."""
-    import re
-    import subprocess
-    import sys
     checked = 0
     for line in readme_commands():
         words = line.split()
         flags = [w.split("=")[0] for w in words if w.startswith("--")]
         if "fashionclf" in words[:3]:
             command = words[words.index("fashionclf") + 1]
-            help_text = subprocess.run([sys.executable, "-m", "fashionclf", command, "--help"], cwd=ROOT,
-                                       capture_output=True, text=True)
+            help_text = cli(ROOT, command, "--help")
             assert help_text.returncode == 0, line
             assert all(f in help_text.stdout for f in flags), (line, help_text.stdout)
             checked += 1
