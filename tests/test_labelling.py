@@ -196,7 +196,7 @@ def test_init_plans_the_tail_alone_where_the_backbone_would_get_only_its_least_e
     alone, on every training photo, at a canvas of up to its 224 px input, and what is left goes to
     the baselines. A backbone is never planned at its least epochs beside a tail, nor in its place
     where the tail fits."""
-    from fashionclf.serve.init import MARGIN, PRETRAINED_EPOCHS, fixed_seconds
+    from fashionclf.serve.init import MARGIN, PRETRAINED_EPOCHS, available_for_models
     template = yaml.safe_load(open(params.PARAMS_FILE))
     photos = PhotoFolder(tmp_path, {"bags": 1500, "shoes": 1500}, median_long_side=278)
     alone, with_baseline = [], 0
@@ -216,7 +216,7 @@ def test_init_plans_the_tail_alone_where_the_backbone_would_get_only_its_least_e
         if "efficientnet_lite0_tail" not in models:  # only where it does not fit at all
             cost = float(re.search(r"no fine-tuned tail: .* would take about (\d+) s, over the budget",
                                    "\n".join(chosen.reasons)).group(1))
-            assert cost + 0.5 > budget * (1 - MARGIN) - fixed_seconds(photos), budget
+            assert cost + 0.5 > available_for_models(budget, photos), budget  # at 250 img/s: budget in s
     assert alone and with_baseline, "no budget in the sweep planned the tail alone, with a baseline"
     before = plan(photos, template, alone[0] - 10, 250, fake_costs).params["train"]["models"]
     assert "efficientnet_lite0_tail" not in before  # one step less: the tail over the budget

@@ -87,8 +87,6 @@ def decode(source: Path | str | bytes, size: int, min_side: int = 1, max_pixels:
             img.load()  # full decode: truncated data fails here, not later
             img = ImageOps.exif_transpose(img)
             return letterbox(to_rgb(img), size)
-    except ImageRejected:
-        raise
     except Image.UnidentifiedImageError:
         raise ImageRejected(NOT_AN_IMAGE, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:

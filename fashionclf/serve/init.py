@@ -251,6 +251,12 @@ class ModelPlan:
     tail_alone: bool
 
 
+def available_for_models(budget: float, photos: PhotoFolder) -> float:
+    """Seconds of ``budget`` (this machine's) that the model stages may take: the margin and the
+    stages around the models (fixed_seconds) come off first."""
+    return budget * (1 - MARGIN) - fixed_seconds(photos)
+
+
 def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: int, costs, available: float,
                   reasons: list[str], backbones: tuple[str, ...] = (LITE0,)) -> ModelPlan:
     """A fine-tuned tail first, wherever it fits the budget, since it is cheap and strong; then the
@@ -271,13 +277,13 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
     tail = backbones[0] + TAIL_SUFFIX
     tail_cost = tail_seconds(costs(tail, TAIL_SIZE), costs(backbones[0], TAIL_SIZE), schedule, TAIL_EPOCHS,
                              split.per_class, len(split.names), split.held_out, noise_levels)
-    beside = tail_cost <= available
-    fits = {name: most_epochs(name, available - (tail_cost if beside else 0.0)) for name in backbones}
+    tail_fits = tail_cost <= available
+    fits = {name: most_epochs(name, available - (tail_cost if tail_fits else 0.0)) for name in backbones}
     lite = pretrained_choice(fits)
     lite_cost, lite_epochs = costs(lite, lite_size), fits[lite]
     fitted = "" if len(fits) == 1 else (" (epochs that fit: " + ", ".join(f"{n} {e}" for n, e in fits.items())
                                         + f"; the largest with {LARGER_BACKBONE_EPOCHS} or more is chosen)")
-    tail_alone = lite_epochs <= PRETRAINED_EPOCHS[0] and beside
+    tail_alone = lite_epochs <= PRETRAINED_EPOCHS[0] and tail_fits
     models, spent = {}, 0.0
     if tail_alone:
         reasons.append(f"{lite} not fine-tuned whole: the budget gives it only its least {lite_epochs} epochs{fitted}, "
@@ -285,7 +291,7 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
                        f"the tail alone gave the same predictions in half the time (docs/own-photos.md), so the "
                        f"tail is planned alone")
     else:
-        if not beside:
+        if not tail_fits:
             reasons.append(f"no fine-tuned tail: {backbones[0]}'s at {TAIL_SIZE} px would take about "
                            f"{tail_cost:.0f} s, over the budget")
         models[lite] = {"image_size": lite_size, "epochs": lite_epochs, "lr": 0.001, "ema_decay": 0.0}
@@ -296,7 +302,7 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
                        f"each, {lite_cost.fold[0] * 1e3:.1f} ms per training image"
                        + (f"; the last round's fold alone on {schedule.last_threads} threads "
                           f"{lite_cost.last[0] * 1e3:.1f} ms" if schedule.last_threads else ""))
-    if beside:  # alone or with the fine-tuned model
+    if tail_fits:  # alone or with the fine-tuned model
         models[tail] = {"image_size": TAIL_SIZE, "epochs": TAIL_EPOCHS, "lr": TAIL_LR, "ema_decay": 0.0}
         spent += tail_cost
         reasons.append(f"{tail}: {backbones[0]} at {TAIL_SIZE} px, frozen but for its last block and final "
@@ -316,7 +322,7 @@ def choose_models(split: Split, canvas: int, schedule: Schedule, noise_levels: i
         else:
             reasons.append(f"{name} left out: {epochs} epochs would take about {cost:.0f} s, over what is left "
                            f"of the budget ({max(0.0, available - spent):.0f} s)")
-    most = seconds(lite_cost, PRETRAINED_EPOCHS[1]) + (tail_cost if beside else 0.0)
+    most = seconds(lite_cost, PRETRAINED_EPOCHS[1]) + (tail_cost if tail_fits else 0.0)
     return ModelPlan(models, spent, lite, most, tail_alone)
 
 
@@ -351,7 +357,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     reasons.append(f"the stages around the models: about {fixed:.0f} s here, with clean decoding a photo in "
                    f"{photos.decode_s * 1e3:.1f} ms (timed on a sample) on {decode_threads()} thread(s) and fetch "
                    f"copying {photos.total_bytes / 1e6:.0f} MB")
-    available = budget * (1 - MARGIN) - fixed
+    available = available_for_models(budget, photos)
     schedule, noise_levels = Schedule.of(template, FOLDS), len(template["noise"]["sigmas"])
     wanted = split.per_class
     while True:  # never a plan over the budget: fewer training images before fewer than the least epochs
