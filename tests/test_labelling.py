@@ -276,6 +276,36 @@ def test_init_command_then_the_split_is_proportional(shop_photos, tmp_path, monk
     assert report["train_sources"]["bags"] == 13 and report["oversampled"]["bags"] > 0
 
 
+def test_init_names_categories_in_any_script_and_a_photo_added_later_reruns_fetch(tmp_path, monkeypatch):
+    """A shop's sub-folders as they come: accented (as macOS writes them, decomposed), another script,
+    punctuation. Each keeps its letters as a category name, and label matches every photo by its folder.
+    init lists the folder among fetch's deps in dvc.yaml (one line added, the rest as it was), so a
+    photo added to it afterwards reruns fetch and what follows."""
+    import unicodedata
+
+    import fashionclf.serve.init as init_command
+    folders = {unicodedata.normalize("NFD", "Röcke"): "röcke", "靴": "靴", "Hosen & Jeans": "hosen_jeans"}
+    for kind, folder in enumerate(folders):
+        for n in range(6):
+            make_image(tmp_path / "photos" / folder / f"{n}.png", kind, 100 * kind + n)
+    monkeypatch.setattr(init_command, "measure", lambda candidates, *_, **__: Measured(
+        250.0, {key: fake_costs(*key) for key in candidates}))
+    project = make_project(tmp_path / "repo", {})
+    out = cli(project, "init", tmp_path / "photos", "--measure-rounds", "1")
+    assert out.returncode == 0, out.stderr
+    assert sorted(params.load("label", project / "params.yaml").categories) == sorted(folders.values())
+    run(["dvc", "repro", "label"], project)
+    report = json.loads((project / "metrics/label.json").read_text())
+    assert report["unmatched"] == 0 and report["per_category"] == {name: 6 for name in folders.values()}
+    added = [line for line in run(["git", "diff", "-U0", "dvc.yaml"], project).stdout.splitlines()
+             if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+    assert added == [f"+      - {tmp_path / 'photos'}"]
+    make_image(tmp_path / "photos" / "靴" / "new.png", 1, 999)
+    assert "modified" in run(["dvc", "status", "fetch"], project).stdout
+    run(["dvc", "repro", "label"], project)
+    assert json.loads((project / "metrics/label.json").read_text())["per_category"]["靴"] == 7
+
+
 @pytest.mark.parametrize("setup, why", [("one", "at least 2 categories"), ("empty", "no images"),
                                         ("rounds", "--measure-rounds must be at least 1"),
                                         ("elsewhere", "no params.yaml to start from")])

@@ -10,6 +10,7 @@ import re
 import statistics
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,11 @@ class PhotoFolder:
 
 
 def category_name(folder: str) -> str:
-    return re.sub(r"[^a-z0-9_-]+", "_", folder.strip().lower()).strip("_") or "category"
+    """A sub-folder's name as a category: lower case, letters and digits of any script kept ("Röcke" is
+    "röcke", not "r_cke"), in the composed form, since macOS writes "ö" as "o" and a combining mark
+    that no word character matches; every other run of characters is one "_"."""
+    name = unicodedata.normalize("NFC", folder).strip().lower()
+    return re.sub(r"[^\w-]+", "_", name).strip("_") or "category"
 
 
 def scan(root: Path) -> PhotoFolder:
@@ -408,11 +413,42 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
     Path(out).write_text(header + yaml.safe_dump(chosen.params, sort_keys=False))
+    dvc_file = Path(out).parent / "dvc.yaml"
+    if dvc_file.is_file():
+        track_photo_folder(dvc_file, photos.root, replacing=base.get("fetch", {}).get("source"))
+        chosen.reasons.append(f"{photos.root} is a dependency of the fetch stage in {dvc_file}: `dvc repro` reruns "
+                              "what follows when a photo there is added, removed or changed")
+    else:
+        chosen.reasons.append(f"no dvc.yaml beside {out}: list {photos.root} among the fetch stage's deps, or "
+                              "`dvc repro` will not notice when its photos change")
     for reason in chosen.reasons:
         print(f"- {reason}")
     print(f"wrote {out}: estimated `dvc repro` {chosen.estimate_s:.0f} s at the reference speed "
           f"(budget {budget_minutes * 60:.0f} s). Next: dvc repro")
     return 0
+
+
+def track_photo_folder(dvc_file: Path, folder: Path, replacing: str | None = None) -> None:
+    """List the photo folder among the fetch stage's deps in ``dvc_file``, where ``replacing`` (the
+    folder an earlier init listed) was. fetch reads the folder named in params, which DVC does not look
+    into: without the dep, photos added to the folder leave `dvc repro` saying nothing changed. DVC
+    hashes a dep folder once and then only files whose size or time changed. Written with ruamel.yaml,
+    DVC's own YAML library, which keeps dvc.yaml's comments and layout."""
+    from ruamel.yaml import YAML
+
+    def as_dep(path) -> str:
+        path = Path(path).expanduser().resolve()
+        return str(path.relative_to(dvc_file.parent.resolve())) if path.is_relative_to(dvc_file.parent.resolve()) \
+            else str(path)
+
+    editor = YAML()
+    editor.indent(mapping=2, sequence=4, offset=2)
+    editor.width = 4096  # no re-wrapped lines
+    document = editor.load(dvc_file)
+    deps = document["stages"]["fetch"]["deps"]
+    gone = {as_dep(replacing)} if replacing and replacing != "fashion-mnist" else set()
+    deps[:] = [dep for dep in deps if dep not in gone | {as_dep(folder)}] + [as_dep(folder)]
+    editor.dump(document, dvc_file)
 
 
 def add_arguments(parser) -> None:
