@@ -54,6 +54,12 @@ def build_corpus(raw):
     os.symlink("loop_b", bags / "loop_a")
     os.symlink("loop_a", bags / "loop_b")
     Image.open(good).save(bags / "zz_copy_of_good.png")
+    # an iPhone's HEIC, stored mirrored from exif_rotated.jpg (its orientation applied on open), and one
+    # whose pixel data is cut short; AVIF, Pillow's own
+    Image.fromarray(stored[:, ::-1]).save(bags / "phone.heic", exif=exif.tobytes(), quality=95)
+    heic = (bags / "phone.heic").read_bytes()
+    (bags / "truncated.heic").write_bytes(heic[:-40])
+    Image.new("RGB", (32, 32), (0, 200, 0)).save(bags / "green.avif")
     (raw / "shoes").mkdir()  # an empty category folder
     return raw
 
@@ -64,6 +70,7 @@ EXPECTED = {
     "bags/cmyk.jpg": "kept", "bags/exif_rotated.jpg": "kept", "bags/animated.gif": "kept",
     "bags/one_pixel.png": "too_small", "bags/bomb.png": "decompression_bomb", "bags/sac à main été 👜.png": "kept",
     "bags/loop_a": "not_a_regular_file", "bags/loop_b": "not_a_regular_file", "bags/zz_copy_of_good.png": "duplicate",
+    "bags/phone.heic": "kept", "bags/truncated.heic": "unreadable_or_truncated", "bags/green.avif": "kept",
 }
 
 
@@ -100,10 +107,13 @@ def test_awkward_formats_decode_correctly(tmp_path):
     assert red[0] > 200 and red[1] < 60 and red[2] < 60
     gif = decode(bags / "animated.gif", 32)[16, 16]
     assert gif[2] > 200 and gif[1] < 60  # first frame (blue), not the second (green)
-    upright = decode(bags / "exif_rotated.jpg", 40)
-    # after rotating 90 degrees clockwise the white half is on top: 20 wide x 40 high, padded
-    assert upright.shape == (40, 40, 3)
-    assert upright[5, 20].mean() > 200 and upright[35, 20].mean() < 50
+    for rotated, white in (("exif_rotated.jpg", 5), ("phone.heic", 35)):
+        upright = decode(bags / rotated, 40)
+        # after rotating 90 degrees clockwise the stored left half is on top: 20 wide x 40 high, padded
+        assert upright.shape == (40, 40, 3)
+        assert upright[white, 20].mean() > 200 and upright[40 - white, 20].mean() < 50, rotated
+    green = decode(bags / "green.avif", 32)[16, 16]
+    assert green[1] > 170 and green[0] < 40 and green[2] < 40
 
 
 def test_clean_on_several_threads_writes_the_same_bytes_and_holds_its_own_pixel_limit(tmp_path):

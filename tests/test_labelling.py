@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import zipfile
 
 import numpy as np
@@ -304,17 +305,25 @@ def test_init_names_categories_in_any_script_and_a_photo_added_later_reruns_fetc
     assert "modified" in run(["dvc", "status", "fetch"], project).stdout
     run(["dvc", "repro", "label"], project)
     assert json.loads((project / "metrics/label.json").read_text())["per_category"]["靴"] == 7
+    shutil.copytree(tmp_path / "photos", tmp_path / "moved")  # init again, on another folder: it replaces the first
+    assert cli(project, "init", tmp_path / "moved", "--measure-rounds", "1").returncode == 0
+    fetch_deps = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["fetch"]["deps"]
+    assert str(tmp_path / "moved") in fetch_deps and str(tmp_path / "photos") not in fetch_deps
 
 
 @pytest.mark.parametrize("setup, why", [("one", "at least 2 categories"), ("empty", "no images"),
+                                        ("few", "too few photos in 'bags' (4): each category needs at least 5"),
                                         ("rounds", "--measure-rounds must be at least 1"),
                                         ("elsewhere", "no params.yaml to start from")])
 def test_init_refuses_unusable_folders_and_flags(tmp_path, setup, why):
+    """Each with one line and exit code 2, before the machine is timed; a category too small to give
+    each fold a photo to validate on, rather than a cv_train that fails after the data stages."""
     if setup == "one":
         make_image(tmp_path / "shoes" / "a.png", 0, 1)
-    if setup in ("rounds", "elsewhere"):
-        for category in ("shoes", "bags"):
-            make_image(tmp_path / category / "a.png", 0, 1)
+    if setup in ("few", "rounds", "elsewhere"):
+        for kind, category in enumerate(("shoes", "bags")):
+            for n in range(5 - (setup == "few" and category == "bags")):
+                make_image(tmp_path / category / f"{n}.png", kind, n)
     flags = ["--measure-rounds", "0"] if setup == "rounds" else []
     out = run(python_cmd("-m", "fashionclf", "init", str(tmp_path), "--out", str(tmp_path / "p.yaml"), *flags),
               tmp_path if setup == "elsewhere" else ROOT, check=False)

@@ -1,5 +1,6 @@
 """Bad parameters: one clear error line naming the key and value, exit code 2, no partial outputs."""
 import copy
+import re
 import sys
 
 import pytest
@@ -111,5 +112,6 @@ def test_category_with_fewer_images_than_folds_fails_cv_train(tmp_path):
         "train.folds": 5, "train.models": {"resnet18": {"image_size": 32, "epochs": 1, "lr": 0.001, "ema_decay": 0.0}}})
     result = run(["dvc", "repro", "cv_train@resnet18"], project, check=False)
     assert result.returncode != 0
-    assert "fewer than train.folds=5" in result.stderr + result.stdout
+    assert "source images for training, fewer than train.folds=5" in result.stderr + result.stdout
+    assert re.search(r"category '(bags|clothing|shoes)' has", result.stderr + result.stdout)  # named, not an index
     assert not (project / "models/resnet18").exists() and not (project / "metrics/cv/resnet18.json").exists()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+from pillow_heif import register_heif_opener
 
 from ..core.errors import ImageRejected
 from ..core.params import PIL_PIXEL_LIMIT
@@ -14,6 +15,7 @@ from ..core.params import PIL_PIXEL_LIMIT
 # anything is decoded. PIL's process-wide limit is off, so that threads decoding at once (clean) need
 # not swap a global: swapped per call, one thread's restore lifted or lowered another's limit mid-open.
 Image.MAX_IMAGE_PIXELS = None
+register_heif_opener()  # HEIC/HEIF, iPhones' default format (AVIF: Pillow's own): any image PIL opens
 
 # Reasons an image is dropped; clean.json counts them under these names.
 ZERO_BYTES = "zero_bytes"

@@ -23,12 +23,14 @@ from .models import build_for_weights, count_macs, count_parameters, normalizati
 from .tail import tail_features
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int):
-    """StratifiedGroupKFold splits; every category needs at least ``folds`` source images."""
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int, categories=None):
+    """StratifiedGroupKFold splits; every category needs at least ``folds`` source images. Label k is
+    ``categories[k]`` (the name an error gives; without them, the index)."""
     for category in np.unique(labels):
         n_groups = len(np.unique(groups[labels == category]))
         if n_groups < folds:
-            raise DataError(f"category index {category} has {n_groups} source images, fewer than "
+            name = repr(categories[category]) if categories is not None else f"index {category}"
+            raise DataError(f"category {name} has {n_groups} source images for training, fewer than "
                             f"train.folds={folds}")
     from sklearn.model_selection import StratifiedGroupKFold  # slow import: only where needed
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -85,7 +87,7 @@ def cross_validate(model_params: ModelParams, train: TrainParams, images: np.nda
     device = pick_device(train.device, "params.yaml: train.device")
     if runner is run_locally:
         start_worker_server(fold_workers(train, train.folds, device))
-    splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, train.seed)
+    splits = grouped_folds(labels, manifest["group"].astype(str).to_numpy(), train.folds, train.seed, categories)
     jobs, resume = fold_jobs(model_params, train, images, splits, categories, device, resume_dir)
     workers = fold_workers(train, len(splits), device)
     data = images

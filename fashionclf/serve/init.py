@@ -25,7 +25,7 @@ from ..data.clean import decode_threads
 from ..data.imaging import decode
 from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, measure
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 PHOTO_CANVAS = 128           # letterbox canvas, at most (128 beat 96 on real photos: docs/own-photos.md)
 PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite need roughly 100+ px objects
 SCRATCH_SIZE = 64            # models trained from scratch on a few thousand photos: detail costs, buys little
@@ -38,9 +38,10 @@ MARGIN = 0.08                # budget share kept back for what the estimate miss
 # template together; measured on 2,682 real photos (two runs): 11 s and 20 s of this machine's time.
 # Beyond that, clean's decoding is timed on a sample of the shop's own photos (a 12 MP phone photo
 # takes 27 ms, a 224 px one under 1), and fetch's copy, DVC's hash and its cache copy of the archive
-# cost per byte (954 MB of phone photos: 2.3 s, on top of a stage's start)
+# cost per byte (954 MB of phone photos: 2.3 s, on top of a stage's start), and so does DVC's hash of the
+# photo folder, a dep of fetch (track_photo_folder; 960 MB: 1.3 s, md5 at 1.3 ns a byte)
 FIXED_PER_PHOTO_S, FIXED_S = 0.005, 20.0
-COPY_S_PER_BYTE = 2.5e-9
+COPY_S_PER_BYTE = 2.5e-9 + 1.3e-9
 DECODE_SAMPLE = 60           # photos whose decoding init times, spread over the categories
 # cv_train and test stages, measured / modelled, both at the reference speed: what the step timing leaves
 # out (BatchNorm recalibration, augmentation, checkpoints, workers' start). It was 1.15 in this machine's
@@ -113,6 +114,12 @@ def scan(root: Path) -> PhotoFolder:
     if len(set(names)) < len(names) or set(names) & set(RESERVED_CATEGORIES):
         raise ParamError(f"init: sub-folder names {list(found.counts)} do not give distinct category names "
                          f"(reserved: {', '.join(RESERVED_CATEGORIES)})")
+    few = {name: n for name, n in found.counts.items() if training_photos(n) < FOLDS}
+    if few:
+        least = next(n for n in range(FOLDS, 10 * FOLDS) if training_photos(n) >= FOLDS)
+        raise ParamError(f"init: too few photos in {', '.join(f'{name!r} ({n})' for name, n in few.items())}: each "
+                         f"category needs at least {least}, its test and calibration photos and one for each of "
+                         f"the {FOLDS} folds to validate on")
     found.median_long_side = int(statistics.median(sides)) if sides else PHOTO_CANVAS
     found.decode_s = decode_seconds(sampled[:: max(1, len(sampled) // DECODE_SAMPLE)][:DECODE_SAMPLE])
     return found
@@ -219,12 +226,15 @@ class Split:
     held_out: int
 
 
+def training_photos(photos: int) -> int:
+    """Of a category's photos, those balance leaves for the folds (the rest: test and calibration)."""
+    return photos - held_out_count(photos, TEST_FRACTION, 0) - held_out_count(photos, CALIBRATION_FRACTION, 0)
+
+
 def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
     names = {folder: category_name(folder) for folder in photos.counts}
-    held = {f: held_out_count(n, TEST_FRACTION, 0) + held_out_count(n, CALIBRATION_FRACTION, 0)
-            for f, n in photos.counts.items()}
-    per_class = int(min(MAX_PER_CLASS, max(50, max(n - held[f] for f, n in photos.counts.items()))))
-    split = Split(names, per_class, sum(held.values()))
+    per_class = int(min(MAX_PER_CLASS, max(50, max(map(training_photos, photos.counts.values())))))
+    split = Split(names, per_class, sum(n - training_photos(n) for n in photos.counts.values()))
     reasons.append(f"{len(names)} categories from the sub-folders; photos per category "
                    + ", ".join(f"{names[f]} {n}" for f, n in photos.counts.items())
                    + f"; of each, {TEST_FRACTION:.0%} held out for the test set and {CALIBRATION_FRACTION:.0%} for "
