@@ -91,6 +91,22 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert slow.params["train"]["models"] == generous.params["train"]["models"]
 
 
+def test_a_large_catalogue_holds_out_a_few_hundred_photos_a_category_and_plans_within_the_budget():
+    """15% and 20% of 10,000 photos a category would be 3,500 held-out photos each for the test stages
+    to predict with every fold model, which took the plan over the budget while the models trained on
+    100 a category. Capped at the default pipeline's few hundred, the plan trains on 800 a category."""
+    from fashionclf.serve.init import CALIBRATION_MAX_PER_CLASS, TEST_MAX_PER_CLASS
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    large = PhotoFolder(ROOT, dict.fromkeys(("bags", "dresses", "shoes", "watches"), 10_000), median_long_side=224)
+    chosen = plan(large, template, budget_s_ref=900, speed=250, costs=fake_costs)
+    balance = chosen.params["balance"]
+    assert (balance["test_max_per_class"], balance["calibration_max_per_class"]) == (TEST_MAX_PER_CLASS,
+                                                                                  CALIBRATION_MAX_PER_CLASS)
+    assert balance["per_class"] == 800 and chosen.estimate_s <= 900
+    assert not any(r.startswith("warning") or "cut to" in r for r in chosen.reasons), chosen.reasons
+    assert any(f"{4 * (TEST_MAX_PER_CLASS + CALIBRATION_MAX_PER_CLASS)} photos in all" in r for r in chosen.reasons)
+
+
 def test_init_costs_decoding_and_copying_the_shops_own_photos(shop_photos):
     """clean's decoding is timed on a sample of the shop's photos and spread over its threads, and
     fetch's copy is costed per byte: phone photos (27 ms a decode at 12 MP) cost the stages around
@@ -314,19 +330,19 @@ def test_init_names_categories_in_any_script_and_a_photo_added_later_reruns_fetc
 @pytest.mark.parametrize("setup, why", [("one", "at least 2 categories"), ("empty", "no images"),
                                         ("few", "too few photos in 'bags' (4): each category needs at least 5"),
                                         ("rounds", "--measure-rounds must be at least 1"),
+                                        ("budget", "--budget-minutes must be a number of minutes above 0, got nan"),
                                         ("elsewhere", "no params.yaml to start from")])
 def test_init_refuses_unusable_folders_and_flags(tmp_path, setup, why):
     """Each with one line and exit code 2, before the machine is timed; a category too small to give
     each fold a photo to validate on, rather than a cv_train that fails after the data stages."""
     if setup == "one":
         make_image(tmp_path / "shoes" / "a.png", 0, 1)
-    if setup in ("few", "rounds", "elsewhere"):
+    if setup in ("few", "rounds", "budget", "elsewhere"):
         for kind, category in enumerate(("shoes", "bags")):
             for n in range(5 - (setup == "few" and category == "bags")):
                 make_image(tmp_path / category / f"{n}.png", kind, n)
-    flags = ["--measure-rounds", "0"] if setup == "rounds" else []
-    out = run(python_cmd("-m", "fashionclf", "init", str(tmp_path), "--out", str(tmp_path / "p.yaml"), *flags),
-              tmp_path if setup == "elsewhere" else ROOT, check=False)
+    flags = {"rounds": ["--measure-rounds", "0"], "budget": ["--budget-minutes", "nan"]}.get(setup, [])
+    out = cli(tmp_path if setup == "elsewhere" else ROOT, "init", tmp_path, "--out", tmp_path / "p.yaml", *flags)
     assert out.returncode == 2 and why in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.yaml").exists()
 

@@ -31,6 +31,9 @@ PRETRAINED_SIZE = 112        # ImageNet features of EfficientNet-Lite need rough
 SCRATCH_SIZE = 64            # models trained from scratch on a few thousand photos: detail costs, buys little
 TEST_FRACTION = 0.15         # of each category's own photos: reports accuracy with its interval
 CALIBRATION_FRACTION = 0.2   # of each category's own photos, in no fold: where the review queue is chosen
+# ...at most this many of each category's: a large catalogue's 15% and 20% would go to the test stages,
+# where a few hundred a category already give intervals of a point or two (the default pipeline's caps)
+TEST_MAX_PER_CLASS, CALIBRATION_MAX_PER_CLASS = 500, 400
 FOLDS = 3                    # a shop's plan: 5 cost too much, 2 train each model on half the photos
 PRETRAINED_EPOCHS = (2, 6)   # the pretrained model's epochs: at least, and at most (more overfit thumbnails)
 MARGIN = 0.08                # budget share kept back for what the estimate misses (runs came within ±10%)
@@ -228,7 +231,8 @@ class Split:
 
 def training_photos(photos: int) -> int:
     """Of a category's photos, those balance leaves for the folds (the rest: test and calibration)."""
-    return photos - held_out_count(photos, TEST_FRACTION, 0) - held_out_count(photos, CALIBRATION_FRACTION, 0)
+    return (photos - held_out_count(photos, TEST_FRACTION, TEST_MAX_PER_CLASS)
+            - held_out_count(photos, CALIBRATION_FRACTION, CALIBRATION_MAX_PER_CLASS))
 
 
 def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
@@ -237,8 +241,9 @@ def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
     split = Split(names, per_class, sum(n - training_photos(n) for n in photos.counts.values()))
     reasons.append(f"{len(names)} categories from the sub-folders; photos per category "
                    + ", ".join(f"{names[f]} {n}" for f, n in photos.counts.items())
-                   + f"; of each, {TEST_FRACTION:.0%} held out for the test set and {CALIBRATION_FRACTION:.0%} for "
-                   f"the calibration split ({split.held_out} photos), {per_class} training images per category (the "
+                   + f"; of each, {TEST_FRACTION:.0%} held out for the test set (at most {TEST_MAX_PER_CLASS}) and "
+                   f"{CALIBRATION_FRACTION:.0%} for the calibration split (at most {CALIBRATION_MAX_PER_CLASS}; "
+                   f"{split.held_out} photos in all), {per_class} training images per category (the "
                    f"largest category's, at most {MAX_PER_CLASS}: every other photo is used; smaller categories are "
                    f"oversampled with augmented variants)")
     reasons.append("calibration split: the review queue is chosen on the fold ensemble's predictions of photos "
@@ -349,8 +354,8 @@ def planned_params(photos: PhotoFolder, template: dict, split: Split, canvas: in
                        "rules": [{"pattern": f"^{re.escape(folder)}/", "category": name}
                                  for folder, name in split.names.items()]}
     params["balance"] = dict(template["balance"], per_class=split.per_class, test_fraction=TEST_FRACTION,
-                             test_max_per_class=0, calibration_fraction=CALIBRATION_FRACTION,
-                             calibration_max_per_class=0)
+                             test_max_per_class=TEST_MAX_PER_CLASS, calibration_fraction=CALIBRATION_FRACTION,
+                             calibration_max_per_class=CALIBRATION_MAX_PER_CLASS)
     params["augment"] = dict(template["augment"], variants=0)
     params["train"] = dict(template["train"], folds=FOLDS, models=models)
     for section in params:
@@ -408,6 +413,8 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     photos = scan(Path(photo_dir).expanduser())
     if measure_rounds < 1:
         raise ParamError(f"init: --measure-rounds must be at least 1, got {measure_rounds}")
+    if not 0 < budget_minutes < math.inf:
+        raise ParamError(f"init: --budget-minutes must be a number of minutes above 0, got {budget_minutes}")
     if not Path(template).is_file():
         raise ParamError(f"init: no {template} to start from here: run it in the project's folder")
     base = yaml.safe_load(Path(template).read_text())
