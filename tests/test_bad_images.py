@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import make_image
 from fashionclf.data.clean import clean
-from fashionclf.data.imaging import decode
+from fashionclf.data.imaging import decode, letterbox, to_rgb
 from fashionclf.core.store import load_imageset
 
 
@@ -114,6 +114,21 @@ def test_awkward_formats_decode_correctly(tmp_path):
         assert upright[white, 20].mean() > 200 and upright[40 - white, 20].mean() < 50, rotated
     green = decode(bags / "green.avif", 32)[16, 16]
     assert green[1] > 170 and green[0] < 40 and green[2] < 40
+
+
+def test_a_heic_decodes_from_its_thumbnail_where_that_is_large_enough(tmp_path):
+    """As a JPEG decodes at a reduced scale (PIL's draft), a HEIC decodes from its embedded thumbnail
+    where that is a scaled copy of the photo at least the canvas's size: an iPhone's 12 MP photo
+    carries one of 320x240 (docs/bad-input.md: 7 ms against 870 for a 224 px canvas). A larger canvas
+    decodes the photo itself."""
+    import pillow_heif
+    make_image(tmp_path / "photo.png", 2, 5, size=(400, 300))
+    Image.open(tmp_path / "photo.png").save(tmp_path / "phone.heic", thumbnails=[160])
+    heif = pillow_heif.open_heif(tmp_path / "phone.heic")[0]
+    thumbnail, whole = heif.get_thumbnail(0).to_pillow(), heif.to_pillow()
+    assert thumbnail.size == (160, 120)
+    assert np.array_equal(decode(tmp_path / "phone.heic", 96), letterbox(to_rgb(thumbnail), 96))
+    assert np.array_equal(decode(tmp_path / "phone.heic", 200), letterbox(to_rgb(whole), 200))
 
 
 def test_clean_on_several_threads_writes_the_same_bytes_and_holds_its_own_pixel_limit(tmp_path):

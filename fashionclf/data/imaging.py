@@ -86,6 +86,8 @@ def decode(source: Path | str | bytes, size: int, min_side: int = 1, max_pixels:
                 raise ImageRejected(TOO_SMALL, f"{img.width}x{img.height} < {min_side}")
             if img.format == "JPEG" and img.mode in ("RGB", "L"):
                 img.draft(img.mode, (size, size))
+            elif img.format == "HEIF":  # its embedded thumbnail, where one is a scaled copy at least this large
+                img.draft(None, (size, size))
             img.load()  # full decode: truncated data fails here, not later
             img = ImageOps.exif_transpose(img)
             return letterbox(to_rgb(img), size)
