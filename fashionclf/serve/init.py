@@ -453,10 +453,11 @@ def track_photo_folder(dvc_file: Path, folder: Path, replacing: str | None = Non
     DVC's own YAML library, which keeps dvc.yaml's comments and layout."""
     from ruamel.yaml import YAML
 
-    def as_dep(path) -> str:
+    project = dvc_file.parent.resolve()
+
+    def as_dep(path) -> str:  # inside the project: relative, as dvc.yaml's other paths
         path = Path(path).expanduser().resolve()
-        return str(path.relative_to(dvc_file.parent.resolve())) if path.is_relative_to(dvc_file.parent.resolve()) \
-            else str(path)
+        return str(path.relative_to(project) if path.is_relative_to(project) else path)
 
     editor = YAML()
     editor.indent(mapping=2, sequence=4, offset=2)
