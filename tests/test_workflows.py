@@ -47,6 +47,12 @@ def gate_line(result, path, key):
     return next(l for l in result.stdout.splitlines() if l.startswith(f"{path}:{key} "))
 
 
+def test_gate_outside_a_project_says_where_to_run_it(tmp_path):
+    out = cli(tmp_path, "gate")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: gate: no metrics_gate.yaml here: run it in the project's root, or name the rules with --rules"]
+
+
 def test_gate_passes_on_unchanged_and_better_metrics(tiny_project):
     result = gate(tiny_project)
     assert result.returncode == 0, result.stdout + result.stderr

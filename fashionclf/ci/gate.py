@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from ..core.errors import ParamError
 from .revisions import PairedPredictions, TrainedModels, metrics_diff
 
 RULES_FILE = Path("metrics_gate.yaml")
@@ -257,6 +258,8 @@ def render(rows: list[dict], against: str, show_all: bool = False, spread: Sprea
 
 def run_gate(against: str = "HEAD", rules_file: Path | str = RULES_FILE, show_all: bool = False,
              cwd=".") -> int:
+    if not (Path(cwd) / rules_file).is_file():
+        raise ParamError(f"gate: no {rules_file} here: run it in the project's root, or name the rules with --rules")
     rules, settings = load_gate_config(Path(cwd) / rules_file)
     spread = load_spread(Path(cwd) / settings["spread"]) if settings["spread"] else None
     diff, trained = metrics_diff(against, cwd), TrainedModels(against, cwd)
