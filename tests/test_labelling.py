@@ -107,6 +107,17 @@ def test_a_large_catalogue_holds_out_a_few_hundred_photos_a_category_and_plans_w
     assert any(f"{4 * (TEST_MAX_PER_CLASS + CALIBRATION_MAX_PER_CLASS)} photos in all" in r for r in chosen.reasons)
 
 
+def test_init_says_what_it_leaves_of_a_budget_its_plan_cannot_use():
+    """A small shop's plan, every model at its whole recipe, leaves most of 15 minutes: init says how
+    much, and which smaller budget would have given the same plan."""
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    small = PhotoFolder(ROOT, dict.fromkeys(("bags", "shoes"), 60), median_long_side=224)
+    chosen = plan(small, template, budget_s_ref=900, speed=250, costs=fake_costs)
+    [left] = [r for r in chosen.reasons if "of the budget left over" in r]
+    minutes = int(left.split("--budget-minutes ")[1].split()[0])
+    assert minutes < 15 and plan(small, template, 60 * minutes, 250, fake_costs).params == chosen.params
+
+
 def test_init_costs_decoding_and_copying_the_shops_own_photos(shop_photos):
     """clean's decoding is timed on a sample of the shop's photos and spread over its threads, and
     fetch's copy is costed per byte: phone photos (27 ms a decode at 12 MP) cost the stages around

@@ -402,6 +402,13 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
         reasons.append(f"the budget gives {chosen.backbone} fewer than its {PRETRAINED_EPOCHS[1]} epochs: "
                        f"--budget-minutes {math.ceil(enough / 60)} would give them")
     estimate = spent + fixed
+    left = budget * (1 - MARGIN) - estimate
+    if left > 0.1 * budget and models.get(chosen.backbone, {}).get("epochs", 0) >= PRETRAINED_EPOCHS[1]:
+        enough = estimate / (1 - MARGIN) * speed / REFERENCE_SPEED
+        reasons.append(f"{left * speed / REFERENCE_SPEED:.0f} s of the budget left over: every model planned has its "
+                       f"whole recipe on every training photo ({chosen.backbone} {PRETRAINED_EPOCHS[1]} epochs, "
+                       f"beyond which the dev sets measured worse), and nothing measured buys accuracy with the "
+                       f"rest; --budget-minutes {math.ceil(enough / 60)} would have given the same plan")
     if estimate > budget:
         reasons.append(f"warning: even this smallest plan needs about {estimate * speed / REFERENCE_SPEED:.0f} s at "
                        f"{REFERENCE_SPEED} img/s, over the budget of {budget_s_ref:.0f} s")
