@@ -83,7 +83,8 @@ def test_init_plan_fits_the_budget_and_validates(shop_photos):
     assert tail["image_size"] == 224 and any(r.startswith("efficientnet_lite0_tail:") for r in generous.reasons)
     assert "efficientnet_lite0_tail" not in tight.params["train"]["models"]
     assert any(r.startswith("no fine-tuned tail") for r in tight.reasons)
-    assert not any(r.startswith("warning") for r in generous.reasons)
+    warnings = [r for r in generous.reasons if r.startswith("warning")]
+    assert len(warnings) == 1 and "43 calibration photos, fewer than the 99" in warnings[0]  # a 215-photo shop's queue
     # a machine half as fast, measured as such, gets the same plan for a budget at the reference speed
     slow = plan(photos, template, budget_s_ref=900, speed=125,
                 costs=lambda name, size: Costs(**{k: np.multiply(2, v) for k, v in
@@ -116,6 +117,24 @@ def test_init_says_what_it_leaves_of_a_budget_its_plan_cannot_use():
     [left] = [r for r in chosen.reasons if "of the budget left over" in r]
     minutes = int(left.split("--budget-minutes ")[1].split()[0])
     assert minutes < 15 and plan(small, template, 60 * minutes, 250, fake_costs).params == chosen.params
+
+
+def test_init_warns_where_the_calibration_split_is_too_small_for_the_target_precision():
+    """A conformal p-value is at least 1 / (n + 1): with fewer than 99 calibration photos the queue
+    labels nothing at 0.99 (ten small article types: 92, every unseen photo sent to review). init says
+    so, and names a target the split can meet; with enough photos it says nothing."""
+    from fashionclf.report.calibration import select_automatic
+    template = yaml.safe_load(open(params.PARAMS_FILE))
+    small = PhotoFolder(ROOT, {f"type{k}": 40 for k in range(10)}, median_long_side=224)
+    [warning] = [r for r in plan(small, template, 900, 250, fake_costs).reasons if "calibration photos, fewer" in r]
+    assert warning.startswith("warning: 80 calibration photos, fewer than the 99 with which")
+    best = float(warning.split("a target of at most ")[1].split()[0])
+    assert best == 0.987
+    confident = np.full(5, 0.999)
+    for target, labels in ((template["review"]["target_precision"], False), (best, True)):
+        assert select_automatic(np.full(80, 0.9), np.ones(80, bool), confident, target)[0].any() == labels
+    large = PhotoFolder(ROOT, {f"type{k}": 60 for k in range(10)}, median_long_side=224)  # 12 a category
+    assert not any("calibration photos, fewer" in r for r in plan(large, template, 900, 250, fake_costs).reasons)
 
 
 def test_init_costs_decoding_and_copying_the_shops_own_photos(shop_photos):

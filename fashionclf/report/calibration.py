@@ -20,6 +20,8 @@ calibration split (images held out of every fold, so new to the ensemble as a sh
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
@@ -80,6 +82,19 @@ def conformal_p_values(cal_confidence: np.ndarray, cal_correct: np.ndarray, conf
 
 
 NOTHING = float(np.nextafter(1.0, 2.0))  # a threshold no confidence reaches
+
+
+def calibration_images_needed(target_precision: float) -> int:
+    """Calibration images without which the queue (select_automatic's default) labels nothing at
+    ``target_precision``: a conformal p-value is at least 1 / (n + 1), and Benjamini-Hochberg passes
+    none above 1 - target_precision."""
+    alpha = 1.0 - target_precision
+    if alpha <= 0.0:
+        return math.inf
+    n = max(0, math.ceil(1.0 / alpha) - 2)
+    while 1.0 / (n + 1) > alpha:  # the same float comparison as the selection's
+        n += 1
+    return n
 
 
 def images_needed(target_precision: float, probability: float) -> int:

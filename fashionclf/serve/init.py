@@ -24,6 +24,7 @@ from ..data.balance import held_out_count
 from ..data.clean import decode_threads
 from ..data.imaging import decode
 from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, measure
+from ..report.calibration import calibration_images_needed
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 PHOTO_CANVAS = 128           # letterbox canvas, at most (128 beat 96 on real photos: docs/own-photos.md)
@@ -255,6 +256,20 @@ def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
     return split
 
 
+def queue_warning(photos: PhotoFolder, target: float, reasons: list[str]) -> None:
+    """Warn where the calibration split is too small for the review queue to label anything at the
+    target precision, and say which target it could meet."""
+    calibration = sum(held_out_count(n, CALIBRATION_FRACTION, CALIBRATION_MAX_PER_CLASS) for n in photos.counts.values())
+    needed = calibration_images_needed(target)
+    if calibration < needed:
+        best = math.floor((1 - 1 / (calibration + 1)) * 1000) / 1000
+        reasons.append(f"warning: {calibration} calibration photos, fewer than the {needed} with which the review "
+                       f"queue can label any photo automatically at review.target_precision {target} (a conformal "
+                       f"p-value is at least 1 / (n + 1)): every photo will go to review. With {calibration}, a "
+                       f"target of at most {best} can label some (predict --target-precision); more photos a "
+                       f"category raise it")
+
+
 def pretrained_choice(fits: dict[str, int]) -> str:
     """The backbone, from the epochs each of them fits into the budget (``fits``, smallest first):
     the largest that still gets LARGER_BACKBONE_EPOCHS, else the smallest with as many as fit."""
@@ -372,6 +387,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     reasons = [f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
                f"(it reads {speed:.0f} img/s)"]
     split = split_of(photos, reasons)
+    queue_warning(photos, template["review"]["target_precision"], reasons)
     canvas = photo_canvas(photos)
     fixed = fixed_seconds(photos)
     reasons.append(f"the stages around the models: about {fixed:.0f} s here, with clean decoding a photo in "
