@@ -656,6 +656,9 @@ def test_review_stage_and_predict_with_a_target_precision(tiny_project, tmp_path
     queue = next(line for line in out.stdout.splitlines() if line.startswith("labelled automatically: "))
     threshold = float(queue.split("confidence >= ")[1].split()[0]) if ">=" in queue else np.inf
     assert ">=" in queue or f"none; no image reaches precision 0.99 against the {len(calibration)}" in queue
+    if len(calibration) < 99:  # too few for any label at 0.99: predict says which target they allow
+        from fashionclf.report.calibration import highest_reachable_target
+        assert f"a target of at most {highest_reachable_target(len(calibration))} can label some" in queue
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     missing = cli(tiny_project, "predict", images, "--out", tmp_path / "q.csv", "--target-precision", "0.99",
                   "--calibration", "nowhere.csv")

@@ -97,6 +97,12 @@ def calibration_images_needed(target_precision: float) -> int:
     return n
 
 
+def highest_reachable_target(images: int) -> float:
+    """The highest target precision, to 3 decimals, at which ``images`` calibration images let the
+    queue label any photo (the inverse of calibration_images_needed)."""
+    return math.floor((1.0 - 1.0 / (images + 1)) * 1000) / 1000
+
+
 def images_needed(target_precision: float, probability: float) -> int:
     """Calibration images above a threshold, all right, for it to pass at ``probability``: the
     Clopper-Pearson bound of n error-free images, 1 - (1 - probability) ** (1 / n), reaches 1 - target."""

@@ -24,7 +24,7 @@ from ..data.balance import held_out_count
 from ..data.clean import decode_threads
 from ..data.imaging import decode
 from ..learn.timing import MEASURE_ROUNDS, REFERENCE_SPEED, Costs, Schedule, measure
-from ..report.calibration import calibration_images_needed
+from ..report.calibration import calibration_images_needed, highest_reachable_target
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 PHOTO_CANVAS = 128           # letterbox canvas, at most (128 beat 96 on real photos: docs/own-photos.md)
@@ -262,7 +262,7 @@ def queue_warning(photos: PhotoFolder, target: float, reasons: list[str]) -> Non
     calibration = sum(held_out_count(n, CALIBRATION_FRACTION, CALIBRATION_MAX_PER_CLASS) for n in photos.counts.values())
     needed = calibration_images_needed(target)
     if calibration < needed:
-        best = math.floor((1 - 1 / (calibration + 1)) * 1000) / 1000
+        best = highest_reachable_target(calibration)
         reasons.append(f"warning: {calibration} calibration photos, fewer than the {needed} with which the review "
                        f"queue can label any photo automatically at review.target_precision {target} (a conformal "
                        f"p-value is at least 1 / (n + 1)): every photo will go to review. With {calibration}, a "

@@ -22,7 +22,8 @@ from ..data.imaging import IMAGE_STATISTICS
 from ..learn.checkpoint import best_model_name
 from ..learn.inference import Ensemble, pick_device
 from ..learn.onnx_runner import OnnxEnsemble
-from ..report.calibration import Calibration, images_needed, scaled
+from ..report.calibration import (Calibration, calibration_images_needed, highest_reachable_target,
+                                  images_needed, scaled)
 
 
 class Predictor:
@@ -111,6 +112,9 @@ def queue_line(threshold: float, calibration: Calibration, target_precision: flo
                f"lower probability labels more)")
     else:
         why = f"no image reaches precision {target_precision:g} against the {calibration.n} calibration images"
+        if calibration.n < calibration_images_needed(target_precision):
+            why += (f", under the {calibration_images_needed(target_precision)} with which any can: with "
+                    f"{calibration.n}, a target of at most {highest_reachable_target(calibration.n)} can label some")
     return f"labelled automatically: none; {why}"
 
 
