@@ -230,10 +230,14 @@ class Split:
     held_out: int
 
 
+def calibration_photos(photos: int) -> int:
+    """Of a category's photos, those balance holds out for the calibration split."""
+    return held_out_count(photos, CALIBRATION_FRACTION, CALIBRATION_MAX_PER_CLASS)
+
+
 def training_photos(photos: int) -> int:
     """Of a category's photos, those balance leaves for the folds (the rest: test and calibration)."""
-    return (photos - held_out_count(photos, TEST_FRACTION, TEST_MAX_PER_CLASS)
-            - held_out_count(photos, CALIBRATION_FRACTION, CALIBRATION_MAX_PER_CLASS))
+    return photos - held_out_count(photos, TEST_FRACTION, TEST_MAX_PER_CLASS) - calibration_photos(photos)
 
 
 def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
@@ -259,7 +263,7 @@ def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
 def queue_warning(photos: PhotoFolder, target: float, reasons: list[str]) -> None:
     """Warn where the calibration split is too small for the review queue to label anything at the
     target precision, and say which target it could meet."""
-    calibration = sum(held_out_count(n, CALIBRATION_FRACTION, CALIBRATION_MAX_PER_CLASS) for n in photos.counts.values())
+    calibration = sum(map(calibration_photos, photos.counts.values()))
     needed = calibration_images_needed(target)
     if calibration < needed:
         best = highest_reachable_target(calibration)

@@ -112,9 +112,10 @@ def queue_line(threshold: float, calibration: Calibration, target_precision: flo
                f"lower probability labels more)")
     else:
         why = f"no image reaches precision {target_precision:g} against the {calibration.n} calibration images"
-        if calibration.n < calibration_images_needed(target_precision):
-            why += (f", under the {calibration_images_needed(target_precision)} with which any can: with "
-                    f"{calibration.n}, a target of at most {highest_reachable_target(calibration.n)} can label some")
+        needed = calibration_images_needed(target_precision)
+        if calibration.n < needed:
+            why += (f", under the {needed} with which any can: with {calibration.n}, a target of at most "
+                    f"{highest_reachable_target(calibration.n)} can label some")
     return f"labelled automatically: none; {why}"
 
 
