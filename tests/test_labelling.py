@@ -355,6 +355,14 @@ def test_init_names_categories_in_any_script_and_a_photo_added_later_reruns_fetc
     assert cli(project, "init", tmp_path / "moved", "--measure-rounds", "1").returncode == 0
     fetch_deps = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["fetch"]["deps"]
     assert str(tmp_path / "moved") in fetch_deps and str(tmp_path / "photos") not in fetch_deps
+    # a link that leads nowhere: fetch counts it and goes on, but DVC cannot hash the folder, so init
+    # takes the folder out of the deps and says why, rather than leave a `dvc repro` that fails
+    (tmp_path / "moved" / "靴" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    out = cli(project, "init", tmp_path / "moved", "--measure-rounds", "1")
+    assert out.returncode == 0 and "warning: 1 link(s) in" in out.stdout and "lead nowhere" in out.stdout
+    assert str(tmp_path / "moved") not in yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["fetch"]["deps"]
+    run(["dvc", "repro", "label"], project)
+    assert json.loads((project / "data/fetch_report.json").read_text())["skipped"] == {"symlink loop or broken link": 1}
 
 
 @pytest.mark.parametrize("setup, why", [("one", "at least 2 categories"), ("empty", "no images"),

@@ -458,8 +458,14 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
     Path(out).write_text(header + yaml.safe_dump(chosen.params, sort_keys=False))
     dvc_file = Path(out).parent / "dvc.yaml"
+    dangling = [path for path in photos.root.rglob("*") if path.is_symlink() and not path.exists()]
     if dvc_file.is_file():
-        track_photo_folder(dvc_file, photos.root, replacing=base.get("fetch", {}).get("source"))
+        track_photo_folder(dvc_file, photos.root, replacing=base.get("fetch", {}).get("source"), listed=not dangling)
+    if dangling:  # fetch counts them and goes on; DVC's hash of the folder stops at the first
+        chosen.reasons.append(f"warning: {len(dangling)} link(s) in {photos.root} lead nowhere (the first: "
+                              f"{dangling[0]}); DVC cannot hash a folder holding them, so it is not among the fetch "
+                              "stage's deps and `dvc repro` will not notice new photos: remove them and run init again")
+    elif dvc_file.is_file():
         chosen.reasons.append(f"{photos.root} is a dependency of the fetch stage in {dvc_file}: `dvc repro` reruns "
                               "what follows when a photo there is added, removed or changed")
     else:
@@ -472,9 +478,9 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     return 0
 
 
-def track_photo_folder(dvc_file: Path, folder: Path, replacing: str | None = None) -> None:
-    """List the photo folder among the fetch stage's deps in ``dvc_file``, where ``replacing`` (the
-    folder an earlier init listed) was. fetch reads the folder named in params, which DVC does not look
+def track_photo_folder(dvc_file: Path, folder: Path, replacing: str | None = None, listed: bool = True) -> None:
+    """List the photo folder among the fetch stage's deps in ``dvc_file`` (``listed``; else only take
+    it out), where ``replacing`` (the folder an earlier init listed) was. fetch reads the folder named in params, which DVC does not look
     into: without the dep, photos added to the folder leave `dvc repro` saying nothing changed. DVC
     hashes a dep folder once and then only files whose size or time changed. Written with ruamel.yaml,
     DVC's own YAML library, which keeps dvc.yaml's comments and layout."""
@@ -492,7 +498,7 @@ def track_photo_folder(dvc_file: Path, folder: Path, replacing: str | None = Non
     document = editor.load(dvc_file)
     deps = document["stages"]["fetch"]["deps"]
     gone = {as_dep(replacing)} if replacing and replacing != "fashion-mnist" else set()
-    deps[:] = [dep for dep in deps if dep not in gone | {as_dep(folder)}] + [as_dep(folder)]
+    deps[:] = [dep for dep in deps if dep not in gone | {as_dep(folder)}] + [as_dep(folder)] * listed
     editor.dump(document, dvc_file)
 
 
