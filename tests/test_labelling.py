@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import zipfile
@@ -27,7 +28,7 @@ from fashionclf.report.calibration import (NOTHING, Calibration, categories_of, 
                                            scaled, select_automatic)
 from fashionclf.report.evaluation import load_test_set
 from fashionclf.learn.timing import Costs, Measured, Schedule, measure
-from fashionclf.serve.init import PhotoFolder, plan, scan
+from fashionclf.serve.init import PhotoFolder, plan, scan, unhashable_entries
 
 SHOP = {"accessories": 45, "bags": 20, "clothing": 90, "shoes": 60}  # uneven; bags has 20 photos
 
@@ -355,11 +356,14 @@ def test_init_names_categories_in_any_script_and_a_photo_added_later_reruns_fetc
     assert cli(project, "init", tmp_path / "moved", "--measure-rounds", "1").returncode == 0
     fetch_deps = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["fetch"]["deps"]
     assert str(tmp_path / "moved") in fetch_deps and str(tmp_path / "photos") not in fetch_deps
-    # a link that leads nowhere: fetch counts it and goes on, but DVC cannot hash the folder, so init
-    # takes the folder out of the deps and says why, rather than leave a `dvc repro` that fails
+    # a link that leads nowhere (or a named pipe): fetch counts it and goes on, but DVC's hash of the
+    # folder fails (or hangs), so init takes the folder out of the deps and says why
+    (tmp_path / "odd").mkdir()
+    os.mkfifo(tmp_path / "odd" / "pipe")
+    assert unhashable_entries(tmp_path / "odd") == [tmp_path / "odd" / "pipe"]
     (tmp_path / "moved" / "靴" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     out = cli(project, "init", tmp_path / "moved", "--measure-rounds", "1")
-    assert out.returncode == 0 and "warning: 1 link(s) in" in out.stdout and "lead nowhere" in out.stdout
+    assert out.returncode == 0 and f"warning: 1 entries in {tmp_path / 'moved'} are links that lead nowhere" in out.stdout
     assert str(tmp_path / "moved") not in yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["fetch"]["deps"]
     run(["dvc", "repro", "label"], project)
     assert json.loads((project / "data/fetch_report.json").read_text())["skipped"] == {"symlink loop or broken link": 1}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import statistics
 import sys
@@ -458,13 +459,14 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
     Path(out).write_text(header + yaml.safe_dump(chosen.params, sort_keys=False))
     dvc_file = Path(out).parent / "dvc.yaml"
-    dangling = [path for path in photos.root.rglob("*") if path.is_symlink() and not path.exists()]
+    unhashable = unhashable_entries(photos.root)
     if dvc_file.is_file():
-        track_photo_folder(dvc_file, photos.root, replacing=base.get("fetch", {}).get("source"), listed=not dangling)
-    if dangling:  # fetch counts them and goes on; DVC's hash of the folder stops at the first
-        chosen.reasons.append(f"warning: {len(dangling)} link(s) in {photos.root} lead nowhere (the first: "
-                              f"{dangling[0]}); DVC cannot hash a folder holding them, so it is not among the fetch "
-                              "stage's deps and `dvc repro` will not notice new photos: remove them and run init again")
+        track_photo_folder(dvc_file, photos.root, replacing=base.get("fetch", {}).get("source"), listed=not unhashable)
+    if unhashable:
+        chosen.reasons.append(f"warning: {len(unhashable)} entries in {photos.root} are links that lead nowhere, "
+                              f"unreadable files or no files at all (the first: {unhashable[0]}); DVC cannot hash a "
+                              "folder holding them, so it is not among the fetch stage's deps and `dvc repro` will "
+                              "not notice new photos: remove them and run init again")
     elif dvc_file.is_file():
         chosen.reasons.append(f"{photos.root} is a dependency of the fetch stage in {dvc_file}: `dvc repro` reruns "
                               "what follows when a photo there is added, removed or changed")
@@ -476,6 +478,13 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     print(f"wrote {out}: estimated `dvc repro` {chosen.estimate_s:.0f} s at the reference speed "
           f"(budget {budget_minutes * 60:.0f} s). Next: dvc repro")
     return 0
+
+
+def unhashable_entries(folder: Path) -> list[Path]:
+    """What DVC's hash of a dep folder stops at (a link that leads nowhere: an error) or hangs on (a named
+    pipe, measured), and fetch counts and goes on past: anything not a folder or a readable file."""
+    return [path for path in sorted(folder.rglob("*"))
+            if not (path.is_dir() or path.is_file() and os.access(path, os.R_OK))]
 
 
 def track_photo_folder(dvc_file: Path, folder: Path, replacing: str | None = None, listed: bool = True) -> None:
