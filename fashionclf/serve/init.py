@@ -79,6 +79,7 @@ class PhotoFolder:
     median_long_side: int = 0
     decode_s: float = 0.0    # seconds to decode one photo onto a 224 px canvas, on one thread (a sample's mean)
     total_bytes: int = 0
+    unhashable: list[Path] = field(default_factory=list)  # entries DVC's hash of the folder fails on
 
 
 def category_name(folder: str) -> str:
@@ -94,13 +95,16 @@ def scan(root: Path) -> PhotoFolder:
     their sizes, and time decoding a sample of them."""
     if not root.is_dir():
         raise ParamError(f"init: {root} is not a folder")
-    found = PhotoFolder(root)
+    entries = sorted(root.rglob("*"))  # one walk: the categories' photos and what DVC cannot hash
+    found = PhotoFolder(root, unhashable=unhashable_entries(entries))
+    by_folder: dict[str, list[Path]] = {}
+    for f in entries:
+        folder, *inside = f.relative_to(root).parts
+        if inside and not folder.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+            by_folder.setdefault(folder, []).append(f)
     sides, sampled = [], []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in sub.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-        if not files:
-            continue
-        found.counts[sub.name] = len(files)
+    for sub, files in by_folder.items():
+        found.counts[sub] = len(files)
         found.total_bytes += sum(f.stat().st_size for f in files)
         sample = files[:: max(1, len(files) // SIZE_SAMPLE)][:SIZE_SAMPLE]
         sampled += sample
@@ -229,6 +233,7 @@ class Split:
     names: dict[str, str]
     per_class: int
     held_out: int
+    calibration: int         # of the held-out photos, the calibration split's
 
 
 def calibration_photos(photos: int) -> int:
@@ -244,7 +249,8 @@ def training_photos(photos: int) -> int:
 def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
     names = {folder: category_name(folder) for folder in photos.counts}
     per_class = int(min(MAX_PER_CLASS, max(50, max(map(training_photos, photos.counts.values())))))
-    split = Split(names, per_class, sum(n - training_photos(n) for n in photos.counts.values()))
+    split = Split(names, per_class, sum(n - training_photos(n) for n in photos.counts.values()),
+                  sum(map(calibration_photos, photos.counts.values())))
     reasons.append(f"{len(names)} categories from the sub-folders; photos per category "
                    + ", ".join(f"{names[f]} {n}" for f, n in photos.counts.items())
                    + f"; of each, {TEST_FRACTION:.0%} held out for the test set (at most {TEST_MAX_PER_CLASS}) and "
@@ -261,11 +267,10 @@ def split_of(photos: PhotoFolder, reasons: list[str]) -> Split:
     return split
 
 
-def queue_warning(photos: PhotoFolder, target: float, reasons: list[str]) -> None:
+def queue_warning(split: Split, target: float, reasons: list[str]) -> None:
     """Warn where the calibration split is too small for the review queue to label anything at the
     target precision, and say which target it could meet."""
-    calibration = sum(map(calibration_photos, photos.counts.values()))
-    needed = calibration_images_needed(target)
+    calibration, needed = split.calibration, calibration_images_needed(target)
     if calibration < needed:
         best = highest_reachable_target(calibration)
         reasons.append(f"warning: {calibration} calibration photos, fewer than the {needed} with which the review "
@@ -392,7 +397,7 @@ def plan(photos: PhotoFolder, template: dict, budget_s_ref: float, speed: float,
     reasons = [f"time budget {budget_s_ref:.0f} s at {REFERENCE_SPEED} img/s = {budget:.0f} s on this machine "
                f"(it reads {speed:.0f} img/s)"]
     split = split_of(photos, reasons)
-    queue_warning(photos, template["review"]["target_precision"], reasons)
+    queue_warning(split, template["review"]["target_precision"], reasons)
     canvas = photo_canvas(photos)
     fixed = fixed_seconds(photos)
     reasons.append(f"the stages around the models: about {fixed:.0f} s here, with clean decoding a photo in "
@@ -458,21 +463,7 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
                      [f"written by `fashionclf init {photo_dir}`; why:"] + [f"- {r}" for r in chosen.reasons]
                      + [f"estimated dvc repro: {chosen.estimate_s:.0f} s at {REFERENCE_SPEED} img/s"])
     Path(out).write_text(header + yaml.safe_dump(chosen.params, sort_keys=False))
-    dvc_file = Path(out).parent / "dvc.yaml"
-    unhashable = unhashable_entries(photos.root)
-    if dvc_file.is_file():
-        track_photo_folder(dvc_file, photos.root, replacing=base.get("fetch", {}).get("source"), listed=not unhashable)
-    if unhashable:
-        chosen.reasons.append(f"warning: {len(unhashable)} entries in {photos.root} are links that lead nowhere, "
-                              f"unreadable files or no files at all (the first: {unhashable[0]}); DVC cannot hash a "
-                              "folder holding them, so it is not among the fetch stage's deps and `dvc repro` will "
-                              "not notice new photos: remove them and run init again")
-    elif dvc_file.is_file():
-        chosen.reasons.append(f"{photos.root} is a dependency of the fetch stage in {dvc_file}: `dvc repro` reruns "
-                              "what follows when a photo there is added, removed or changed")
-    else:
-        chosen.reasons.append(f"no dvc.yaml beside {out}: list {photos.root} among the fetch stage's deps, or "
-                              "`dvc repro` will not notice when its photos change")
+    chosen.reasons.append(depend_on_photos(Path(out).parent / "dvc.yaml", photos, base["fetch"].get("source")))
     for reason in chosen.reasons:
         print(f"- {reason}")
     print(f"wrote {out}: estimated `dvc repro` {chosen.estimate_s:.0f} s at the reference speed "
@@ -480,19 +471,36 @@ def run_init(photo_dir: str, out: str = str(PARAMS_FILE), budget_minutes: float 
     return 0
 
 
-def unhashable_entries(folder: Path) -> list[Path]:
-    """What DVC's hash of a dep folder stops at (a link that leads nowhere: an error) or hangs on (a named
-    pipe, measured), and fetch counts and goes on past: anything not a folder or a readable file."""
-    return [path for path in sorted(folder.rglob("*"))
-            if not (path.is_dir() or path.is_file() and os.access(path, os.R_OK))]
+def unhashable_entries(entries: list[Path]) -> list[Path]:
+    """Of a folder's entries, what DVC's hash of it as a dep stops at (a link that leads nowhere: an
+    error) or hangs on (a named pipe, measured), and fetch counts and goes on past: anything not a
+    folder or a readable file."""
+    return [path for path in entries if not (path.is_dir() or path.is_file() and os.access(path, os.R_OK))]
+
+
+def depend_on_photos(dvc_file: Path, photos: PhotoFolder, replacing: str | None) -> str:
+    """Make the photo folder a dep of fetch in ``dvc_file`` where DVC can hash it; say what was done."""
+    if photos.unhashable:
+        if dvc_file.is_file():
+            track_photo_folder(dvc_file, photos.root, replacing, listed=False)
+        return (f"warning: {len(photos.unhashable)} entries in {photos.root} are links that lead nowhere, unreadable "
+                f"files or no files at all (the first: {photos.unhashable[0]}); DVC cannot hash a folder holding "
+                "them, so it is not among the fetch stage's deps and `dvc repro` will not notice new photos: "
+                "remove them and run init again")
+    if not dvc_file.is_file():
+        return (f"no {dvc_file}: list {photos.root} among the fetch stage's deps, or `dvc repro` will not notice "
+                "when its photos change")
+    track_photo_folder(dvc_file, photos.root, replacing)
+    return (f"{photos.root} is a dependency of the fetch stage in {dvc_file}: `dvc repro` reruns what follows "
+            "when a photo there is added, removed or changed")
 
 
 def track_photo_folder(dvc_file: Path, folder: Path, replacing: str | None = None, listed: bool = True) -> None:
     """List the photo folder among the fetch stage's deps in ``dvc_file`` (``listed``; else only take
-    it out), where ``replacing`` (the folder an earlier init listed) was. fetch reads the folder named in params, which DVC does not look
-    into: without the dep, photos added to the folder leave `dvc repro` saying nothing changed. DVC
-    hashes a dep folder once and then only files whose size or time changed. Written with ruamel.yaml,
-    DVC's own YAML library, which keeps dvc.yaml's comments and layout."""
+    it out), where ``replacing`` (the folder an earlier init listed) was. fetch reads the folder named
+    in params, which DVC does not look into: without the dep, photos added to the folder leave `dvc
+    repro` saying nothing changed. DVC hashes a dep folder once and then only files whose size or time
+    changed. Written with ruamel.yaml, DVC's own YAML library, which keeps dvc.yaml's comments and layout."""
     from ruamel.yaml import YAML
 
     project = dvc_file.parent.resolve()
